@@ -1,0 +1,215 @@
+"""One frozen config whose fields are the paper's tricks, plus every knob of the recipe.
+
+An ablation is `dataclasses.replace(PRESETS["bnneck"], center_loss=True)`. Field names are the same
+strings used as papermill parameters, `metrics.json` keys and plot labels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_ibn_a", "mobilenet_v2")
+NECKS = ("neck1", "neck2", "neck3", "bnneck1", "bnneck2", "bnneck3", "bnneck")
+# which losses each neck trains, and on which feature (TMM Table III)
+NECK_LOSSES = {
+    "neck1": ("id",), "neck2": ("triplet",), "neck3": ("id", "triplet"),
+    "bnneck1": ("id",), "bnneck2": ("triplet",), "bnneck3": ("id", "triplet"),
+    "bnneck": ("id", "triplet"),
+}
+CHOICES: dict[str, tuple] = {
+    "backbone": BACKBONES,
+    "neck": ("auto",) + NECKS,
+    "last_stride": (1, 2),
+    "test_feature": ("f_t", "f_i"),
+    "distance": ("euclidean", "cosine"),
+    "amp": ("none", "bf16", "fp16"),
+    "erase_value": ("paper", "corrected"),
+    "data_path": ("loader", "gpu"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- the paper's tricks (CVPRW Table 1), in the table's order ---
+    warmup: bool = True
+    random_erasing: bool = True
+    label_smoothing: bool = True
+    last_stride: int = 1
+    bnneck: bool = True
+    center_loss: bool = True
+
+    # --- data ---
+    dataset: str = "synthetic"
+    data_root: str = "data"
+    image_size: tuple[int, int] = (256, 128)  # (height, width)
+    P: int = 16  # identities per batch
+    K: int = 4  # images per identity
+    num_workers: int = 2
+    data_path: str = "loader"  # "gpu": the GPU-resident fast path
+
+    # --- model ---
+    backbone: str = "resnet50"
+    pretrained: str | None = "imagenet"  # "imagenet", a local file path, or None (from scratch)
+    neck: str = "auto"  # "auto": "bnneck" if bnneck else "neck3"
+    stem_relu: bool = True  # authors' quirk: their ResNet stem has no ReLU (False reproduces it)
+
+    # --- losses ---
+    smoothing_eps: float = 0.1
+    triplet_margin: float = 0.3
+    soft_margin: bool = False
+    center_beta: float = 0.0005
+    center_lr: float = 0.5
+
+    # --- optimiser and schedule (epochs are 1-based as in the authors' logs) ---
+    epochs: int = 120
+    base_lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 10
+    warmup_factor: float = 0.01
+    milestones: tuple[int, ...] = (40, 70)
+    gamma: float = 0.1
+    erase_value: str = "paper"  # "paper": ImageNet mean written after normalisation; "corrected": ~0
+
+    # --- evaluation ---
+    test_feature: str = "f_i"
+    distance: str = "euclidean"
+    normalize_features: bool = True
+    flip_test: bool = False
+    rerank: bool = False
+    rerank_k1: int = 20
+    rerank_k2: int = 6
+    rerank_lambda: float = 0.3
+
+    # --- run ---
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    eval_every: int = 0  # 0: evaluate only at the end
+    checkpoint_every: int = 10
+    log_iterations: int = 0  # log losses of the first N iterations to iterations.jsonl
+    progress: bool = True
+
+    def __post_init__(self):
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not valid; allowed values: {', '.join(map(repr, allowed))}")
+        positive = ("P", "K", "epochs", "base_lr", "warmup_epochs")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
+        if self.P < 2:
+            raise ValueError(f"P={self.P} must be >= 2: batch-hard mining needs negatives in the batch")
+        if len(self.image_size) != 2 or min(self.image_size) < 16:
+            raise ValueError(f"image_size={self.image_size!r} must be (height, width), each >= 16")
+        if not 0 <= self.smoothing_eps < 1:
+            raise ValueError(f"smoothing_eps={self.smoothing_eps} must be in [0, 1)")
+        if self.center_beta < 0:
+            raise ValueError(f"center_beta={self.center_beta} must be >= 0")
+        if list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones={self.milestones!r} must be increasing")
+        if self.neck != "auto" and self.neck.startswith("bnneck") != self.bnneck:
+            raise ValueError(f"neck={self.neck!r} contradicts bnneck={self.bnneck}; set bnneck="
+                             f"{self.neck.startswith('bnneck')} or neck='auto'")
+        # a frozen dataclass still gets lists from JSON: store tuples so configs compare and hash
+        object.__setattr__(self, "image_size", tuple(self.image_size))
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+
+    @property
+    def resolved_neck(self) -> str:
+        if self.neck != "auto":
+            return self.neck
+        return "bnneck" if self.bnneck else "neck3"
+
+    @property
+    def losses(self) -> tuple[str, ...]:
+        """The loss terms this config trains: a subset of ("id", "triplet", "center")."""
+        terms = NECK_LOSSES[self.resolved_neck]
+        return terms + ("center",) if self.center_loss else terms
+
+    @property
+    def batch_size(self) -> int:
+        return self.P * self.K
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        check_keys(values)
+        return cls(**values)
+
+    def replace(self, **changes) -> "Config":
+        check_keys(changes)
+        return dataclasses.replace(self, **changes)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+FIELD_NAMES = tuple(f.name for f in fields(Config))
+
+
+def check_keys(values: dict[str, Any], valid: tuple[str, ...] = FIELD_NAMES) -> None:
+    """Raise ValueError for an unknown key, naming the nearest valid one (`lable_smoothing`)."""
+    for key in values:
+        if key not in valid:
+            near = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
+            raise ValueError(f"unknown config key {key!r}{hint}")
+
+
+# --- presets named after the paper's rows ---------------------------------------------------------
+# CVPRW Table 1: each row adds one trick to the row above.
+TRICKS = ("warmup", "random_erasing", "label_smoothing", "last_stride", "bnneck", "center_loss")
+_NO_TRICKS = dict(warmup=False, random_erasing=False, label_smoothing=False, last_stride=2, bnneck=False,
+                  center_loss=False)
+BOT = Config()
+
+
+def _trick_rows() -> dict[str, Config]:
+    rows, cfg = {"baseline_s": Config(**_NO_TRICKS)}, Config(**_NO_TRICKS)
+    for trick in TRICKS:
+        cfg = cfg.replace(**{trick: BOT.__getattribute__(trick)})
+        rows[trick] = cfg
+    return rows
+
+
+TABLE1 = _trick_rows()  # "baseline_s", "warmup", ..., "center_loss" (= full BoT)
+_NO_CENTER = TABLE1["bnneck"]
+NECK_PRESETS = {
+    neck: _NO_CENTER.replace(neck=neck, bnneck=neck.startswith("bnneck"),
+                             test_feature="f_i" if neck.startswith("bnneck") else "f_t")
+    for neck in NECKS
+}
+PRESETS: dict[str, Config] = {
+    **TABLE1,
+    "bot": BOT,
+    "softmax": _NO_CENTER.replace(neck="bnneck1"),
+    "softmax_triplet": _NO_CENTER,
+    **{f"tmm_{k}": v for k, v in NECK_PRESETS.items()},
+}
+
+# A tiny preset "for debugging on a laptop": the synthetic data, a small net, a few epochs, with the
+# schedule's milestones scaled to the same fractions of training as 10 / 40 / 70 of 120.
+CPU_PROFILE = dict(dataset="synthetic", backbone="resnet18", pretrained=None, image_size=(128, 64),
+                   P=8, K=4, epochs=12, warmup_epochs=1, milestones=(4, 7), num_workers=0,
+                   checkpoint_every=4)
+
+
+def scale_schedule(cfg: Config, epochs: int) -> Config:
+    """The same schedule shape over `epochs`: warmup and decays at the recipe's fractions (10, 40, 70 of 120)."""
+    frac = epochs / 120
+    warm = max(1, round(10 * frac)) if cfg.warmup_epochs else cfg.warmup_epochs
+    milestones = tuple(max(warm + 1, round(m * frac)) for m in (40, 70))
+    return cfg.replace(epochs=epochs, warmup_epochs=warm, milestones=milestones)

@@ -1,0 +1,254 @@
+"""The training loop: one explicit function, CPU or GPU, that writes its run folder and resumes.
+
+A run folder holds `config.json`, `history.jsonl` (one line per epoch), `iterations.jsonl` (the first
+`cfg.log_iterations` iterations), `checkpoint.pt` (the last one, written atomically) and `metrics.json`.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from reidlab.config import Config
+from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
+from reidlab.paths import resolve
+from reidlab.schedule import build_optimizer, lr_at, set_lr
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but no CUDA GPU is visible; use device='cpu' or 'auto'")
+    return torch.device(device)
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Reseed every RNG from (seed, epoch): an epoch draws the same numbers, resumed or not."""
+    s = seed * 100_003 + epoch
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def autocast(cfg: Config, device: torch.device):
+    if cfg.amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+
+
+def compute_losses(cfg: Config, logits, feats, pids, center: CenterLoss | None) -> dict[str, torch.Tensor]:
+    """The loss terms this config trains (config.NECK_LOSSES), each unweighted but center's beta."""
+    terms = {}
+    if "id" in cfg.losses:
+        eps = cfg.smoothing_eps if cfg.label_smoothing else 0.0
+        terms["loss_id"] = cross_entropy_smooth(logits, pids, eps)
+    if "triplet" in cfg.losses:
+        terms["loss_triplet"] = batch_hard_triplet(feats, pids, cfg.triplet_margin, cfg.soft_margin)
+    if center is not None:
+        # L = L_ID + L_Tri + beta * L_C
+        terms["loss_center"] = cfg.center_beta * center(feats, pids)
+    return terms
+
+
+def build_train_batches(dataset, cfg: Config, device: torch.device):
+    """The training batches: DataLoader workers (the authors' pipeline) or the GPU-resident fast path."""
+    if cfg.data_path == "gpu":
+        from reidlab.gpu_data import GpuTrainBatches
+        return GpuTrainBatches(dataset.train, cfg, device, seed=cfg.seed)
+    from reidlab.loaders import build_train_loader
+    return build_train_loader(dataset.train, cfg, seed=cfg.seed)
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_jsonl(path: Path, key: str, last: int) -> None:
+    """Drop lines past `last` (written after the checkpoint a resumed run starts from)."""
+    kept = [r for r in read_jsonl(path) if r[key] <= last]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def check_resume_config(cfg: Config, out_dir: Path) -> None:
+    saved = Config.load(out_dir / "config.json")
+    ignored = {"progress", "num_workers", "device", "eval_every", "checkpoint_every", "epochs"}
+    changed = [k for k, v in cfg.to_dict().items() if k not in ignored and saved.to_dict().get(k) != v]
+    if changed:
+        raise ValueError(f"{out_dir} holds a run with a different config ({', '.join(changed)} differ); "
+                         f"use another out_dir, or delete the folder to start over")
+
+
+def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
+        on_epoch_end: Callable[[dict], None] | None = None) -> dict:
+    """Train `cfg` into `out_dir` and evaluate; resumes from `out_dir/checkpoint.pt` when it exists.
+
+    Returns the final metrics (also written to `metrics.json`). `on_epoch_end(record)` gets each history line,
+    so a notebook can live-plot without the package importing matplotlib.
+    """
+    from reidlab.datasets import load_dataset
+    from reidlab.evaluate import evaluate_model
+    from reidlab.loaders import build_test_loader
+    from reidlab.model import build_model
+
+    out_dir = resolve(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / CHECKPOINT
+    resuming = resume and ckpt_path.exists()
+    if resuming:
+        check_resume_config(cfg, out_dir)
+    cfg.save(out_dir / "config.json")
+    device = pick_device(cfg.device)
+    dataset = dataset or load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=cfg.progress)
+
+    seed_epoch(cfg.seed, 0)
+    model = build_model(cfg, dataset.num_train_pids).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.parameters(), cfg)
+    center = CenterLoss(dataset.num_train_pids, model.feature_dim).to(device) if cfg.center_loss else None
+    # the centers have their own plain SGD, not scheduled (section 8)
+    center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr) if center else None
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    batches = build_train_batches(dataset, cfg, device)
+    step_fn = torch.compile(model) if cfg.compile else model
+
+    start_epoch, iteration = 1, 0
+    if resuming:
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if center:
+            center.load_state_dict(state["center"])
+            center_opt.load_state_dict(state["center_optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, iteration = state["epoch"] + 1, state["iteration"]
+        truncate_jsonl(out_dir / "history.jsonl", "epoch", state["epoch"])
+        truncate_jsonl(out_dir / "iterations.jsonl", "iteration", iteration)
+    else:
+        for name in ("history.jsonl", "iterations.jsonl", "metrics.json"):
+            (out_dir / name).unlink(missing_ok=True)
+
+    def save_checkpoint(epoch: int) -> None:
+        atomic_save({
+            "epoch": epoch, "iteration": iteration, "config": cfg.to_dict(),
+            "num_classes": dataset.num_train_pids,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "center": center.state_dict() if center else None,
+            "center_optimizer": center_opt.state_dict() if center else None,
+            "scaler": scaler.state_dict(), "sampler": batches.sampler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        }, ckpt_path)
+
+    def evaluate() -> dict:
+        query = build_test_loader(dataset.query, cfg)
+        gallery = build_test_loader(dataset.gallery, cfg)
+        metrics, _ = evaluate_model(model, query, gallery, cfg, device)
+        return metrics
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        seed_epoch(cfg.seed, epoch)
+        batches.sampler.set_epoch(epoch)
+        lr = lr_at(epoch, cfg)
+        set_lr(optimizer, lr)
+        model.train()
+        sums, n_images, step, started = {}, 0, -1, time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress)
+        for step, (images, pids, _) in enumerate(bar):
+            images, pids = images.to(device, non_blocking=True), pids.to(device, non_blocking=True)
+            with autocast(cfg, device):
+                logits, feats = step_fn(images)
+            terms = compute_losses(cfg, logits.float(), feats.float(), pids, center)
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at epoch {epoch}, step {step}: training diverged. The last good "
+                    f"checkpoint is kept in {ckpt_path if ckpt_path.exists() else '(none yet)'}; lower base_lr, "
+                    f"use amp='none', or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            if center_opt:
+                center_opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if center:
+                scaler.unscale_(center_opt)
+                rescale_center_grads(center, cfg.center_beta)
+                scaler.step(center_opt)
+            scaler.step(optimizer)
+            scaler.update()
+
+            iteration += 1
+            n_images += images.shape[0]
+            values = {k: v.item() for k, v in terms.items()}
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if iteration <= cfg.log_iterations:
+                with open(out_dir / "iterations.jsonl", "a") as f:
+                    f.write(json.dumps({"iteration": iteration, "epoch": epoch, **values}) + "\n")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+
+        seconds = time.perf_counter() - started
+        steps = max(step + 1, 1)
+        record = {"epoch": epoch, "lr": lr, "loss": sum(sums.values()) / steps,
+                  **{k: v / steps for k, v in sums.items()},
+                  "seconds": round(seconds, 3), "images_per_s": round(n_images / seconds, 1)}
+        if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs:
+            record.update(evaluate())
+        with open(out_dir / "history.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+            save_checkpoint(epoch)
+        if on_epoch_end:
+            on_epoch_end(record)
+
+    history = read_jsonl(out_dir / "history.jsonl")
+    metrics = evaluate()
+    train_seconds = sum(r["seconds"] for r in history)
+    metrics.update({
+        "epochs": cfg.epochs, "device": describe_device(device), "train_seconds": round(train_seconds, 1),
+        "images_per_s": round(sum(r["images_per_s"] * r["seconds"] for r in history) / max(train_seconds, 1e-9), 1),
+        "num_train_pids": dataset.num_train_pids,
+    })
+    write_json(metrics, out_dir / "metrics.json")
+    return metrics
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def is_finished(out_dir: str | Path) -> bool:
+    return (resolve(out_dir) / "metrics.json").exists()
+
+
+def load_history(out_dir: str | Path) -> list[dict]:
+    return read_jsonl(resolve(out_dir) / "history.jsonl")
