@@ -1,0 +1,362 @@
+"""Training throughput of the BoT recipe: the authors' pipeline against the GPU-resident fast path.
+
+Same run, same machine, same model and losses (ResNet-50, 256x128, P x K = 16 x 4, every trick):
+  (a) conventional: PIL decode + augmentation in DataLoader workers (reidlab.loaders), fp32;
+  (b) fast: the training set decoded once and kept on the device (reidlab.gpu_data), batched augmentation,
+      bf16 autocast, channels_last; (c) the same with torch.compile (--compile).
+Then one evaluation (features, distances, CMC / mAP) and k-reciprocal re-ranking, timed.
+
+Data: Market-1501 when --market is given or data/market1501 exists; otherwise random JPEG-like images with
+Market's counts (751 ids / 12,936 train, 3,368 query, 15,913 gallery, 128x64) in a temporary folder.
+
+    python benchmarks/train_throughput.py --quick              # CPU, resnet18 at 64x32, < 2 minutes
+    python benchmarks/train_throughput.py --compile            # GPU, the full recipe
+
+Writes results/benchmarks/train_throughput_<device>[_quick].json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+
+from reidlab.config import Config
+from reidlab.datasets import Record, ReidDataset
+from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
+from reidlab.paths import DATA_ROOT, REPO_ROOT, RESULTS_ROOT
+
+MARKET_COUNTS = dict(train_ids=751, train=12_936, query=3_368, gallery=15_913)
+AUTHORS = {  # bot_paper.md section 10
+    "train": "about 80 s per epoch on one GTX 1080 Ti (141 images/s on two); Baseline-S 30.9 s, 379 images/s "
+             "on one RTX 2080 Ti",
+    "evaluation": "about 141-161 s per evaluation on Market (feature extraction + numpy ranking)",
+    "rerank": "about 89 s on the CPU (published); a GPU method reports 9.4 ms",
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny CPU-sized run: resnet18, 64x32, few steps")
+    p.add_argument("--market", type=str, default=None,
+                   help="Market-1501 folder or archive (default: data/market1501 if present, else synthetic)")
+    p.add_argument("--synthetic", action="store_true", help="use synthetic data even when Market-1501 is present")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--backbone", default=None, help="default resnet50 (resnet18 with --quick)")
+    p.add_argument("--steps", type=int, default=None, help="timed training steps per pipeline")
+    p.add_argument("--warmup-steps", type=int, default=None, help="untimed steps first (worker start, cudnn, compile)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader workers for (a)")
+    p.add_argument("--amp", default="bf16", choices=("none", "bf16", "fp16"), help="autocast of the fast path")
+    p.add_argument("--compile", action="store_true", help="also time the fast path under torch.compile")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation and re-ranking timings")
+    p.add_argument("--out", default=str(RESULTS_ROOT / "benchmarks"))
+    return p.parse_args(argv)
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+def write_jpeg(path: Path, rng: np.random.Generator, size=(128, 64)) -> None:
+    """A random image that compresses like a photo: smooth colour blobs plus sensor-like noise."""
+    small = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
+    base = np.asarray(Image.fromarray(small).resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32)
+    noisy = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(path, quality=90)
+
+
+def make_random_market(root: Path, train_ids: int, train: int, query: int, gallery: int, seed: int = 0) -> ReidDataset:
+    """Random JPEGs with Market's counts: train pids 0..N-1; each test id has queries on camera 0 and gallery
+    shots on cameras 1-5, so every query has a cross-camera match."""
+    rng = np.random.default_rng(seed)
+    test_ids = max(1, min(query, train_ids))
+    plan = ([("train", i % train_ids, int(rng.integers(6))) for i in range(train)]
+            + [("query", i % test_ids, 0) for i in range(query)]
+            + [("gallery", i % test_ids, 1 + int(rng.integers(5))) for i in range(gallery)])
+    splits = {"train": [], "query": [], "gallery": []}
+    for i, (split, pid, cam) in enumerate(plan):
+        splits[split].append(Record(str(root / split / f"{pid:04d}_c{cam + 1}s1_{i:06d}_00.jpg"), pid, cam))
+    for split in splits:
+        (root / split).mkdir(parents=True, exist_ok=True)
+    seeds = rng.integers(0, 2**32, len(plan))
+    records = [r for s in splits.values() for r in s]
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        list(pool.map(lambda a: write_jpeg(Path(a[0].path), np.random.default_rng(a[1])), zip(records, seeds)))
+    return ReidDataset("random_market", splits["train"], splits["query"], splits["gallery"])
+
+
+def find_market(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    for candidate in (DATA_ROOT / "market1501", DATA_ROOT / "Market-1501-v15.09.15"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load_market(path: Path) -> ReidDataset:
+    from reidlab.datasets import extract_archive, load_dataset
+    if path.is_file():  # an archive (possibly on a read-only share): extract into data/ once
+        path = extract_archive(path, into=DATA_ROOT)
+    return load_dataset("market1501", path, verbose=False)
+
+
+# --- timing -------------------------------------------------------------------------------------------
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def endless(batches):
+    """Batches across epochs (a tiny dataset has fewer batches than the steps timed)."""
+    epoch = 1
+    while True:
+        batches.sampler.set_epoch(epoch)
+        yield from batches
+        epoch += 1
+
+
+def time_training(batches, cfg: Config, num_classes: int, device: torch.device, amp: str, channels_last: bool,
+                  compile_model: bool, steps: int, warmup_steps: int) -> tuple[dict, torch.nn.Module]:
+    """Images/s of the recipe's training step (forward, three losses, backward, Adam and center SGD steps).
+
+    No `.item()` per step: the only syncs are before and after the timed steps."""
+    from reidlab.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(cfg.replace(channels_last=channels_last), num_classes).to(device).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if compile_model else model
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.base_lr,
+                                 weight_decay=cfg.weight_decay)
+    center = CenterLoss(num_classes, model.feature_dim).to(device)
+    center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step(images, pids):
+        images, pids = images.to(device, non_blocking=True), pids.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits, feats = step_model(images)
+        logits, feats = logits.float(), feats.float()
+        # L = L_ID + L_Tri + beta * L_C
+        loss = (cross_entropy_smooth(logits, pids, cfg.smoothing_eps)
+                + batch_hard_triplet(feats, pids, cfg.triplet_margin)
+                + cfg.center_beta * center(feats, pids))
+        optimizer.zero_grad(set_to_none=True)
+        center_opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(center_opt)
+        rescale_center_grads(center, cfg.center_beta)
+        scaler.step(center_opt)
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach()
+
+    it = endless(batches)
+    started = time.perf_counter()
+    for _ in range(warmup_steps):
+        images, pids, _ = next(it)
+        loss = step(images, pids)
+    sync(device)
+    warm_s = time.perf_counter() - started
+    started = time.perf_counter()
+    n_images = 0
+    for _ in range(steps):
+        images, pids, _ = next(it)
+        loss = step(images, pids)
+        n_images += images.shape[0]
+    sync(device)
+    seconds = time.perf_counter() - started
+    out = {"steps": steps, "warmup_steps": warmup_steps, "warmup_s": round(warm_s, 2), "timed_s": round(seconds, 3),
+           "images_per_s": round(n_images / seconds, 1), "final_loss": round(float(loss), 4)}
+    if device.type == "cuda":
+        out["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    return out, model
+
+
+def time_evaluation(model, dataset: ReidDataset, cfg: Config, device: torch.device, amp: str, rerank: bool) -> dict:
+    """Features (query + gallery, through the test DataLoader), distances, CMC / mAP; then re-ranking."""
+    from reidlab.evaluate import compute_distance, evaluate_ranking, extract_features
+    from reidlab.loaders import build_test_loader
+
+    out = {}
+    sync(device)
+    t0 = time.perf_counter()
+    qf, q_pids, q_camids = extract_features(model, build_test_loader(dataset.query, cfg), device, amp=amp,
+                                            progress=False)
+    gf, g_pids, g_camids = extract_features(model, build_test_loader(dataset.gallery, cfg), device, amp=amp,
+                                            progress=False)
+    qf, gf = qf.to(device), gf.to(device)
+    sync(device)
+    t1 = time.perf_counter()
+    distmat = compute_distance(qf, gf, metric=cfg.distance, normalize=cfg.normalize_features)
+    result = evaluate_ranking(distmat, q_pids, g_pids, q_camids, g_camids)
+    sync(device)
+    t2 = time.perf_counter()
+    out.update(features_s=round(t1 - t0, 2), ranking_s=round(t2 - t1, 3), total_s=round(t2 - t0, 2),
+               rank1=round(result.metrics()["rank1"], 2), mAP=round(result.metrics()["mAP"], 2),
+               images=len(dataset.query) + len(dataset.gallery))
+    if rerank:
+        try:
+            from reidlab.rerank import re_rank
+        except ImportError as e:
+            out["rerank"] = f"skipped: {e}"
+            return out
+        qn, gn = torch.nn.functional.normalize(qf, dim=1), torch.nn.functional.normalize(gf, dim=1)
+        sync(device)
+        t3 = time.perf_counter()
+        re_rank(qn, gn, k1=cfg.rerank_k1, k2=cfg.rerank_k2, lambda_=cfg.rerank_lambda)
+        sync(device)
+        out["rerank_s"] = round(time.perf_counter() - t3, 3)
+    return out
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+def describe(device: torch.device) -> tuple[str, str]:
+    """(human name, file-name slug) of the device."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
+               f"{torch.get_num_threads()} threads)"
+    slug = "cpu" if device.type == "cpu" else re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return name, slug
+
+
+def write_markdown(res: dict, path: Path) -> None:
+    lines = [f"# Training throughput: {res['device']}", "",
+             f"`{res['command']}`", "",
+             f"torch {res['versions']['torch']}, torchvision {res['versions']['torchvision']}, "
+             f"CUDA {res['versions']['cuda']}, python {res['versions']['python']}; {res['data']['source']} "
+             f"({res['data']['train']} train images, {res['data']['train_ids']} ids); {res['recipe']}", "",
+             "| pipeline | images/s | s / epoch | speed-up | warm-up s | peak GPU GB |", "|---|---:|---:|---:|---:|---:|"]
+    base = res["train"]["conventional"].get("images_per_s")
+    for name, row in res["train"].items():
+        if "images_per_s" not in row:
+            lines.append(f"| {name} | {row.get('skipped', '')} | | | | |")
+            continue
+        lines.append(f"| {name} | {row['images_per_s']:.1f} | {row['seconds_per_epoch']:.1f} | "
+                     f"{row['images_per_s'] / base:.2f}x | {row['warmup_s']} | {row.get('peak_gpu_memory_gb', '')} |")
+    dec = res.get("decode")
+    if dec:
+        lines += ["", f"Fast path setup: decoding {dec['images']} images took {dec['first_s']} s "
+                      f"({dec['images_per_s']} images/s, {dec['megabytes']} MB uint8); from the cache: {dec['cached_s']} s."]
+    if res.get("evaluation"):
+        lines += ["", "| evaluation | features s | ranking s | total s | re-ranking s | rank-1 | mAP |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, e in res["evaluation"].items():
+            lines.append(f"| {name} | {e['features_s']} | {e['ranking_s']} | {e['total_s']} | "
+                         f"{e.get('rerank_s', e.get('rerank', ''))} | {e['rank1']} | {e['mAP']} |")
+    lines += ["", "The authors (bot_paper.md section 10): " + "; ".join(f"{k}: {v}" for k, v in AUTHORS.items()) + ".",
+              "", "Epoch time = batches per epoch x P x K / images/s; steps are timed without a per-step `.item()`."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from reidlab.train import pick_device
+    device = pick_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the authors
+    quick = args.quick
+    backbone = args.backbone or ("resnet18" if quick else "resnet50")
+    size = (64, 32) if quick else (256, 128)
+    steps = args.steps or (4 if quick else 100)
+    warmup_steps = args.warmup_steps if args.warmup_steps is not None else (2 if quick else 20)
+    cfg = Config(backbone=backbone, pretrained=None, image_size=size, P=16, K=4, num_workers=args.workers,
+                 progress=False, amp="none")  # every trick on: the full BoT row
+    device_name, slug = describe(device)
+    res = {"device": device_name, "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+           "quick": quick, "recipe": f"{backbone}, {size[0]}x{size[1]}, P x K = 16 x 4, all tricks, "
+                                     f"{steps} timed steps after {warmup_steps} warm-up steps",
+           "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+                        "python": platform.python_version(), "cpu_count": os.cpu_count()}}
+
+    with tempfile.TemporaryDirectory(prefix="reidlab_bench_") as tmp:
+        tmp = Path(tmp)
+        market = None if args.synthetic else find_market(args.market)
+        t0 = time.perf_counter()
+        if market is not None:
+            dataset, source = load_market(market), f"Market-1501 ({market})"
+        else:
+            counts = (dict(train_ids=32, train=256, query=32, gallery=160) if quick else MARKET_COUNTS)
+            dataset = make_random_market(tmp / "data", **counts)
+            source = "random JPEGs, 128x64" + ("" if quick else " (Market-1501's counts)")
+        num_classes = len({r.pid for r in dataset.train})
+        res["data"] = {"source": source, "train": len(dataset.train), "train_ids": num_classes,
+                       "query": len(dataset.query), "gallery": len(dataset.gallery),
+                       "prepare_s": round(time.perf_counter() - t0, 1)}
+        print(f"{device_name}: {source}, {len(dataset.train)} train images", flush=True)
+
+        from reidlab.gpu_data import GpuTrainBatches, decode_images
+        from reidlab.loaders import build_train_loader
+        from reidlab.sampler import RandomIdentitySampler
+
+        per_epoch = RandomIdentitySampler([r.pid for r in dataset.train], cfg.P, cfg.K, cfg.seed).num_batches
+        res["data"]["batches_per_epoch"] = per_epoch
+        train = res["train"] = {}
+
+        def record(name, row):
+            row["seconds_per_epoch"] = round(per_epoch * cfg.batch_size / row["images_per_s"], 2)
+            train[name] = row
+            print(f"{name}: {row['images_per_s']} images/s, {row['seconds_per_epoch']} s/epoch", flush=True)
+
+        loader = build_train_loader(dataset.train, cfg, seed=cfg.seed)
+        row, model = time_training(loader, cfg, num_classes, device, "none", False, False, steps, warmup_steps)
+        record("conventional", {**row, "amp": "none", "workers": args.workers})
+        del loader
+
+        # the fast path: a cold decode (a fresh cache folder), then the cached load a second run gets
+        t0 = time.perf_counter()
+        images = decode_images(dataset.train, cfg.image_size, cache_dir=tmp / "cache", progress=False)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        images = decode_images(dataset.train, cfg.image_size, cache_dir=tmp / "cache", progress=False)
+        res["decode"] = {"images": len(images), "first_s": round(first, 2), "images_per_s": round(len(images) / first),
+                         "cached_s": round(time.perf_counter() - t0, 2), "megabytes": round(images.numel() / 1e6)}
+        fast_cfg = cfg.replace(channels_last=True, amp=args.amp)
+        variants = [("fast", False)] + ([("fast + compile", True)] if args.compile else [])
+        for name, compiled in variants:
+            batches = GpuTrainBatches(dataset.train, fast_cfg, device, seed=cfg.seed, images=images)
+            row, fast_model = time_training(batches, fast_cfg, num_classes, device, args.amp, True, compiled,
+                                            steps, warmup_steps)
+            record(name, {**row, "amp": args.amp, "channels_last": True, "compile": compiled})
+            del batches
+
+        if not args.no_eval:
+            res["evaluation"] = {
+                "fp32 (conventional)": time_evaluation(model, dataset, cfg, device, "none", rerank=True),
+                f"{args.amp} + channels_last": time_evaluation(fast_model, dataset, fast_cfg, device, args.amp,
+                                                               rerank=False),
+            }
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"train_throughput_{slug}{'_quick' if quick else ''}"
+    (out_dir / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_markdown(res, out_dir / f"{stem}.md")
+    print(f"wrote {out_dir / stem}.json and .md", flush=True)
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Use a trained run: embed new images with the evaluation preprocessing, rank a gallery folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from reidlab.config import Config
+from reidlab.paths import resolve
+from reidlab.train import CHECKPOINT, pick_device
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+class CheckpointMismatch(ValueError):
+    pass
+
+
+def describe_mismatch(model: torch.nn.Module, state_dict: dict) -> list[str]:
+    """Every key missing from / unexpected in `state_dict`, and every shape that differs."""
+    own = model.state_dict()
+    problems = [f"missing: {k}" for k in own if k not in state_dict]
+    problems += [f"unexpected: {k}" for k in state_dict if k not in own]
+    problems += [f"shape of {k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
+    return problems
+
+
+def load_state_checked(model: torch.nn.Module, state_dict: dict, source: str) -> None:
+    problems = describe_mismatch(model, state_dict)
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise CheckpointMismatch(
+            f"{source} does not match the model built from its config ({len(problems)} differences):\n  {shown}\n"
+            f"Load it with the config it was trained with (its run folder's config.json).")
+    model.load_state_dict(state_dict)
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Config]:
+    """The trained model of a run folder (config.json + checkpoint.pt), in eval mode."""
+    from reidlab.model import build_model
+
+    run_dir = resolve(run_dir)
+    ckpt_path = run_dir / CHECKPOINT
+    if not (run_dir / "config.json").exists() or not ckpt_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a finished run folder: it needs config.json and {CHECKPOINT} "
+                                f"(written by reidlab.train.fit)")
+    cfg = Config.load(run_dir / "config.json")
+    dev = pick_device(device)
+    state = torch.load(ckpt_path, map_location=dev, weights_only=False)
+    # the weights come from the checkpoint: do not look for ImageNet weights again
+    model = build_model(cfg.replace(pretrained=None), state["num_classes"]).to(dev)
+    load_state_checked(model, state["model"], str(ckpt_path))
+    return model.eval(), cfg
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of images")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return paths
+
+
+@torch.no_grad()
+def embed(model: torch.nn.Module, cfg: Config, images, batch_size: int = 64) -> torch.Tensor:
+    """Features (N, D) of a folder, a list of paths, or one PIL image, preprocessed as at evaluation.
+
+    Flip and normalisation follow `cfg` (flip_test, normalize_features), as `evaluate_model` does.
+    """
+    from reidlab.loaders import read_image
+    from reidlab.transforms import build_test_transform
+
+    if isinstance(images, Image.Image):
+        pil = [images.convert("RGB")]
+    else:
+        paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
+        pil = [read_image(p) for p in paths]
+    transform = build_test_transform(cfg)
+    device = next(model.parameters()).device
+    model.eval()
+    feats = []
+    for i in range(0, len(pil), batch_size):
+        x = torch.stack([transform(im) for im in pil[i:i + batch_size]]).to(device)  # (B, 3, H, W)
+        f = model(x)
+        if cfg.flip_test:
+            f = f + model(x.flip(3))
+        feats.append(f.float().cpu())
+    feats = torch.cat(feats)  # (N, D)
+    return torch.nn.functional.normalize(feats, dim=1) if cfg.normalize_features else feats
+
+
+def rank_folder(run_dir: str | Path, query, gallery_folder: str | Path, top_k: int = 10,
+                device: str = "auto") -> list[tuple[Path, float]]:
+    """The `top_k` gallery images closest to `query` (a path or a PIL image), with their distances."""
+    from reidlab.evaluate import compute_distance
+
+    model, cfg = load_run(run_dir, device)
+    gallery = list_images(gallery_folder)
+    q = embed(model, cfg, query if isinstance(query, Image.Image) else [query])
+    g = embed(model, cfg, gallery)
+    # features are already normalised (or not) as the config says
+    dist = compute_distance(q, g, metric=cfg.distance, normalize=False)[0]  # (G,)
+    order = torch.argsort(dist, stable=True)[:top_k]
+    return [(gallery[i], float(dist[i])) for i in order]
