@@ -9,7 +9,7 @@ Then one evaluation (features, distances, CMC / mAP) and k-reciprocal re-ranking
 Data: Market-1501 when --market is given or data/market1501 exists; otherwise random JPEG-like images with
 Market's counts (751 ids / 12,936 train, 3,368 query, 15,913 gallery, 128x64) in a temporary folder.
 
-    python benchmarks/train_throughput.py --quick              # CPU, resnet18 at 64x32, < 2 minutes
+    python benchmarks/train_throughput.py --quick              # CPU: resnet18, 64x32, P x K = 8 x 4, 3 steps
     python benchmarks/train_throughput.py --compile            # GPU, the full recipe
 
 Writes results/benchmarks/train_throughput_<device>[_quick].json and .md.
@@ -58,7 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help="timed training steps per pipeline")
     p.add_argument("--warmup-steps", type=int, default=None, help="untimed steps first (worker start, cudnn, compile)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader workers for (a)")
-    p.add_argument("--amp", default="bf16", choices=("none", "bf16", "fp16"), help="autocast of the fast path")
+    p.add_argument("--amp", default="auto", choices=("auto", "none", "bf16", "fp16"),
+                   help="autocast of the fast path (auto: bf16 on a GPU; none on a CPU, where bf16 is slower)")
     p.add_argument("--compile", action="store_true", help="also time the fast path under torch.compile")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation and re-ranking timings")
     p.add_argument("--out", default=str(RESULTS_ROOT / "benchmarks"))
@@ -279,13 +280,15 @@ def main(argv=None) -> dict:
     quick = args.quick
     backbone = args.backbone or ("resnet18" if quick else "resnet50")
     size = (64, 32) if quick else (256, 128)
-    steps = args.steps or (4 if quick else 100)
-    warmup_steps = args.warmup_steps if args.warmup_steps is not None else (2 if quick else 20)
-    cfg = Config(backbone=backbone, pretrained=None, image_size=size, P=16, K=4, num_workers=args.workers,
+    P, K = (8, 4) if quick else (16, 4)
+    steps = args.steps or (3 if quick else 100)
+    warmup_steps = args.warmup_steps if args.warmup_steps is not None else (1 if quick else 20)
+    amp = args.amp if args.amp != "auto" else ("bf16" if device.type == "cuda" else "none")
+    cfg = Config(backbone=backbone, pretrained=None, image_size=size, P=P, K=K, num_workers=args.workers,
                  progress=False, amp="none")  # every trick on: the full BoT row
     device_name, slug = describe(device)
     res = {"device": device_name, "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-           "quick": quick, "recipe": f"{backbone}, {size[0]}x{size[1]}, P x K = 16 x 4, all tricks, "
+           "quick": quick, "recipe": f"{backbone}, {size[0]}x{size[1]}, P x K = {P} x {K}, all tricks, "
                                      f"{steps} timed steps after {warmup_steps} warm-up steps",
            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
@@ -333,20 +336,20 @@ def main(argv=None) -> dict:
         images = decode_images(dataset.train, cfg.image_size, cache_dir=tmp / "cache", progress=False)
         res["decode"] = {"images": len(images), "first_s": round(first, 2), "images_per_s": round(len(images) / first),
                          "cached_s": round(time.perf_counter() - t0, 2), "megabytes": round(images.numel() / 1e6)}
-        fast_cfg = cfg.replace(channels_last=True, amp=args.amp)
+        fast_cfg = cfg.replace(channels_last=True, amp=amp)
         variants = [("fast", False)] + ([("fast + compile", True)] if args.compile else [])
         for name, compiled in variants:
             batches = GpuTrainBatches(dataset.train, fast_cfg, device, seed=cfg.seed, images=images)
-            row, fast_model = time_training(batches, fast_cfg, num_classes, device, args.amp, True, compiled,
+            row, fast_model = time_training(batches, fast_cfg, num_classes, device, amp, True, compiled,
                                             steps, warmup_steps)
-            record(name, {**row, "amp": args.amp, "channels_last": True, "compile": compiled})
+            record(name, {**row, "amp": amp, "channels_last": True, "compile": compiled})
             del batches
 
         if not args.no_eval:
             res["evaluation"] = {
                 "fp32 (conventional)": time_evaluation(model, dataset, cfg, device, "none", rerank=True),
-                f"{args.amp} + channels_last": time_evaluation(fast_model, dataset, fast_cfg, device, args.amp,
-                                                               rerank=False),
+                f"{amp if amp != 'none' else 'fp32'} + channels_last": time_evaluation(
+                    fast_model, dataset, fast_cfg, device, amp, rerank=False),
             }
 
     out_dir = Path(args.out)

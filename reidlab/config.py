@@ -206,6 +206,10 @@ CPU_PROFILE = dict(dataset="synthetic", backbone="resnet18", pretrained=None, im
                    P=8, K=4, epochs=12, warmup_epochs=1, milestones=(4, 7), num_workers=0,
                    checkpoint_every=4)
 
+# Seconds, not minutes: every notebook and grid runs end to end in smoke mode for the tests.
+SMOKE_PROFILE = dict(CPU_PROFILE, dataset="synthetic_small", image_size=(64, 32), P=4, K=2, epochs=2,
+                     warmup_epochs=1, milestones=(2,), checkpoint_every=1)
+
 
 def scale_schedule(cfg: Config, epochs: int) -> Config:
     """The same schedule shape over `epochs`: warmup and decays at the recipe's fractions (10, 40, 70 of 120)."""

@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 from reidlab.config import CPU_PROFILE, PRESETS
-from reidlab.paths import DATA_ROOT, resolve
-
-
-def demo_dataset() -> str:
-    """Market-1501 when `data_scripts/prepare_market1501.py` has put it under data/, else the synthetic set."""
-    return "market1501" if (DATA_ROOT / "market1501").exists() else "synthetic"
+from reidlab.notebook import default_dataset
+from reidlab.paths import resolve
 
 
 def run_demo(out: str = "results/runs", force: bool = False) -> dict:
     from reidlab.train import fit
 
-    cfg = PRESETS["bot"].replace(**CPU_PROFILE, dataset=demo_dataset())
+    cfg = PRESETS["bot"].replace(**CPU_PROFILE, dataset=default_dataset())
     run_dir = resolve(out) / "demo" / "bot_cpu"
     if force and run_dir.exists():
         import shutil

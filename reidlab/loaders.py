@@ -17,8 +17,8 @@ from reidlab.sampler import RandomIdentitySampler
 from reidlab.transforms import build_test_transform, build_train_transform
 
 try:
-    from reidlab.datasets import Record
-except ModuleNotFoundError as e:  # reidlab.datasets not written yet: the same record shape
+    from reidlab.datasets import DatasetError, Record
+except ModuleNotFoundError as e:  # reidlab.datasets not written yet: the same names
     if e.name != "reidlab.datasets":
         raise
 
@@ -27,8 +27,11 @@ except ModuleNotFoundError as e:  # reidlab.datasets not written yet: the same r
         pid: int
         camid: int
 
+    class DatasetError(ValueError):
+        pass
 
-class ImageReadError(OSError):
+
+class ImageReadError(DatasetError, OSError):
     """An image file that is missing, truncated or not an image."""
 
 
@@ -39,8 +42,8 @@ def read_image(path: str | Path) -> Image.Image:
             return img.convert("RGB")  # forces the decode while the file is open
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(
-            f"cannot read image {path}: {type(e).__name__}: {e}. The file is missing or corrupt; check the whole "
-            f"dataset with reidlab.datasets.verify_images and re-extract or delete the bad files") from e
+            f"cannot read image {path}: {type(e).__name__}: {e}. The file is missing or corrupt; list every bad "
+            f"file with reidlab.datasets.verify_images(dataset), then re-extract or delete them") from e
 
 
 class ImageDataset(Dataset):

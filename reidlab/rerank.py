@@ -25,10 +25,12 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+STORED_NEIGHBOURS = 64
+
 
 def _squared_distances(a, b, a_sq, b_sq):
-    """||a - b||^2 (A, B) = ||a||^2 + ||b||^2 - 2 a.b, clamped at 0 against rounding."""
-    return (a @ b.T).mul_(-2).add_(a_sq[:, None]).add_(b_sq[None]).clamp_(min=0)
+    """||a - b||^2 (A, B) = ||a||^2 + ||b||^2 - 2 a.b; rounding may leave tiny negatives (clamped by callers)."""
+    return torch.addmm(b_sq[None], a, b.T, alpha=-2).add_(a_sq[:, None])
 
 
 def _merge_nearest(best_d, best_i, rows, dist, col0, k):
@@ -43,7 +45,8 @@ def _merge_nearest(best_d, best_i, rows, dist, col0, k):
 
 
 def _nearest_pass(x, sq, k, num_q, out, block, progress):
-    """(nearest (N, k) sorted, row_max (N,)) over all pairs, the raw query-gallery distances written to `out`."""
+    """(nearest (N, k) sorted, their distances (N, k), row_max (N,)) over all pairs; the raw query-gallery
+    distances are written to `out`."""
     n = len(x)
     best_d = torch.full((n, k), float("inf"), dtype=x.dtype, device=x.device)
     best_i = torch.zeros((n, k), dtype=torch.long, device=x.device)
@@ -61,8 +64,8 @@ def _nearest_pass(x, sq, k, num_q, out, block, progress):
         # query rows x gallery columns: queries come first, so these lie in this orientation only
         q_end, g_start = min(ra.stop, num_q), max(rb.start, num_q)
         if a < q_end and g_start < rb.stop:
-            out[a:q_end, g_start - num_q:rb.stop - num_q] = dist[:q_end - a, g_start - b:]
-    return best_i, row_max.clamp_(min=torch.finfo(x.dtype).tiny)
+            out[a:q_end, g_start - num_q:rb.stop - num_q] = dist[:q_end - a, g_start - b:].clamp(min=0)
+    return best_i, best_d.clamp_(min=0), row_max.clamp_(min=torch.finfo(x.dtype).tiny)
 
 
 def _reciprocal_mask(nearest, k, chunk):
@@ -99,19 +102,31 @@ def _expanded_sets(nearest, k, kh, chunk, progress):
         yield rows, members[:, :width]
 
 
-def _encode(x, sq, nearest, row_max, k, kh, chunk, progress):
+def _member_distances(x, sq, rows, members, nearest, nearest_d):
+    """Squared distances (C, L) from each row to its members: looked up among the row's stored nearest
+    images where there (most are), computed from the features for the rest."""
+    n = len(x)
+    known, order = nearest[rows].sort(1)  # (C, K) ids ascending, to search in
+    known_d = nearest_d[rows].gather(1, order)
+    pos = torch.searchsorted(known, members).clamp_(max=known.shape[1] - 1)
+    found = known.gather(1, pos) == members
+    dist = torch.where(found, known_d.gather(1, pos), 0.0)
+    r, c = ((~found) & (members < n)).nonzero(as_tuple=True)
+    step = max(1, (1 << 24) // x.shape[1])  # bound the gathered (pairs, D) features
+    for s in range(0, len(r), step):
+        i, j = rows[r[s:s + step]], members[r[s:s + step], c[s:s + step]]
+        dots = (x[i] * x[j]).sum(1)
+        dist[r[s:s + step], c[s:s + step]] = (sq[i] + sq[j] - 2 * dots).clamp_(min=0)
+    return dist
+
+
+def _encode(x, sq, nearest, nearest_d, row_max, k, kh, chunk, progress):
     """V as COO (rows, cols, vals), sorted by row: Gaussian-kernel weights over each expanded set R*(i)."""
-    n, dim = x.shape
+    n = len(x)
     all_rows, all_cols, all_vals = [], [], []
     for rows, members in _expanded_sets(nearest, k, kh, chunk, progress):
         valid = members < n
-        cols = torch.where(valid, members, 0)
-        dist = torch.empty(cols.shape, dtype=x.dtype, device=x.device)
-        step = max(1, (1 << 24) // (cols.shape[1] * dim))  # bound the gathered (rows, L, D) features
-        for s in range(0, len(rows), step):
-            r, c = rows[s:s + step], cols[s:s + step]
-            dots = torch.bmm(x[c], x[r][:, :, None])[..., 0]  # (R, L)
-            dist[s:s + step] = (sq[r][:, None] + sq[c] - 2 * dots).clamp_(min=0)
+        dist = _member_distances(x, sq, rows, members, nearest, nearest_d)
         # V[i, j] = exp(-d(i, j)) / sum over R*(i), d scaled by row i's largest distance
         w = torch.where(valid, torch.exp(-dist / row_max[rows][:, None]), 0.0)
         w = w / w.sum(1, keepdim=True)
@@ -210,8 +225,11 @@ def re_rank(qf, gf, k1=20, k2=6, lambda_=0.3, chunk_size=2048, progress=False):
     k2 = min(k2, n)
     sq = x.pow(2).sum(1)  # (N,)
     out = torch.empty(num_q, n - num_q, dtype=dtype, device=x.device)
-    nearest, row_max = _nearest_pass(x, sq, max(k, k2), num_q, out, chunk_size, progress)
-    v = _encode(x, sq, nearest, row_max, k, kh, chunk_size, progress)
+    # keep more neighbours than k1 + 1: the expanded sets mostly fall among them, so their distances are
+    # looked up rather than recomputed from the features
+    stored = min(n, max(k, k2, STORED_NEIGHBOURS))
+    nearest, nearest_d, row_max = _nearest_pass(x, sq, stored, num_q, out, chunk_size, progress)
+    v = _encode(x, sq, nearest, nearest_d, row_max, k, kh, chunk_size, progress)
     if k2 > 1:
         v = _query_expansion(*v, nearest, k2, chunk_size, progress)
     _jaccard_into(out, row_max, *v, num_q, lambda_, chunk_size, progress)

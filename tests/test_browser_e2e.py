@@ -103,7 +103,8 @@ def lab(tmp_path):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text()[-3000:])
+                    tail = (tmp_path / "jupyterlab.log").read_text()[-3000:]
+                    raise RuntimeError(f"JupyterLab did not start:\n{tail}")
                 time.sleep(0.5)
         yield base, token, notebook.name
     finally:
@@ -135,7 +136,7 @@ READ_TILES = """() => {
     query: q.innerText,
     tiles: tiles.map(img => ({classes: img.className, colour: getComputedStyle(img).borderTopColor,
                               width: getComputedStyle(img).borderTopWidth,
-                              caption: img.parentElement.querySelector('.reid-caption, .reid-query-caption').innerText})),
+                              caption: img.parentElement.querySelector('[class*=caption]').innerText})),
     topk: root.querySelectorAll('.widget-slider .widget-readout')[1].innerText,
   };
 }"""
