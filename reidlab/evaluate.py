@@ -211,7 +211,7 @@ def _as_ids(values, name, length, device):
                          f"{'row' if name.startswith('q') else 'column'}), got shape {tuple(t.shape)}")
     if t.is_floating_point() or t.dtype == torch.bool:
         raise ValueError(f"{name} must hold integers, got {t.dtype}")
-    return t.long()
+    return t.long().contiguous()
 
 
 def evaluate_ranking(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, keep=100, chunk_size=None):

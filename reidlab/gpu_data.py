@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -89,13 +89,14 @@ def decode_images(records: Sequence, image_size: tuple[int, int], cache_dir: str
             pass
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=cache_file.stem, suffix=".tmp")
+    # write beside, then rename: readers see the whole file or none (a per-process name: no clash)
+    tmp = cache_dir / f".{cache_file.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             np.save(f, out)
         os.replace(tmp, cache_file)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return torch.from_numpy(out)
 
@@ -138,11 +139,14 @@ def draw_augment_params(n: int, image_size: tuple[int, int], generator: torch.Ge
     return AugmentParams(flip, top, left, erase, torch.stack([y, x, h, w], dim=1))
 
 
-def augment_batch(images: torch.Tensor, params: AugmentParams, fill: Sequence[float] = MEAN,
-                  mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+def augment_batch(images: torch.Tensor, params: AugmentParams, fill: Sequence[float] | torch.Tensor = MEAN,
+                  mean: Sequence[float] | torch.Tensor = MEAN,
+                  std: Sequence[float] | torch.Tensor = STD) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> flipped, padded + cropped, normalised, erased float32 (B, 3, H, W).
 
-    `fill` is the value erasing writes into the normalised tensor (reidlab.transforms.erase_value).
+    `fill` is the value erasing writes into the normalised tensor (reidlab.transforms.erase_value). Pass
+    fill / mean / std as float32 tensors on the device in a loop: a list is copied from pageable host memory
+    each call, which on CUDA waits for the stream, so the CPU could no longer run ahead of the GPU.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"augment_batch expects uint8 (B, C, H, W) images, got {images.dtype} "
@@ -159,13 +163,14 @@ def augment_batch(images: torch.Tensor, params: AugmentParams, fill: Sequence[fl
     out = out.view(B, C, H, W).masked_fill(~inside[:, None], 0)  # the zero padding
     # the same float ops as ToTensor + Normalize, so results match bit for bit
     x = out.float().div(255)
-    x = x.sub(torch.tensor(mean, device=dev)[:, None, None]).div(torch.tensor(std, device=dev)[:, None, None])
+    mean, std = (torch.as_tensor(v, dtype=torch.float32, device=dev) for v in (mean, std))
+    x = x.sub(mean[:, None, None]).div(std[:, None, None])
     y0, x0, h, w = params.box.unbind(1)  # (B,) each
     ys, xs = torch.arange(H, device=dev), torch.arange(W, device=dev)
     in_rows = (ys >= y0[:, None]) & (ys < (y0 + h)[:, None])  # (B, H)
     in_cols = (xs >= x0[:, None]) & (xs < (x0 + w)[:, None])  # (B, W)
     box = params.erase[:, None, None] & in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
-    value = torch.tensor(fill, dtype=x.dtype, device=dev).reshape(1, -1, 1, 1)  # (1, C, 1, 1)
+    value = torch.as_tensor(fill, dtype=x.dtype, device=dev).reshape(1, -1, 1, 1)  # (1, C, 1, 1)
     return torch.where(box[:, None], value, x)
 
 
@@ -202,7 +207,9 @@ class GpuTrainBatches:
         self.batch_size = getattr(sampler, "batch_size", cfg.P * cfg.K)
         self.image_size = tuple(cfg.image_size)
         self.erase_p = ERASE_P if cfg.random_erasing else 0.0
-        self.fill = erase_value(cfg)
+        # constants on the device once (see augment_batch)
+        self.fill, self.mean, self.std = (torch.tensor(v, dtype=torch.float32, device=self.device)
+                                          for v in (erase_value(cfg), MEAN, STD))
         self.channels_last = bool(getattr(cfg, "channels_last", False))
         self.generator = torch.Generator(device=self.device)
 
@@ -221,7 +228,7 @@ class GpuTrainBatches:
         batches = torch.tensor(order[: n * self.batch_size], dtype=torch.long, device=self.device)
         for idx in batches.view(n, self.batch_size):  # (num_batches, B) -> (B,)
             params = draw_augment_params(len(idx), self.image_size, self.generator, self.erase_p, self.device)
-            x = augment_batch(self.images[idx], params, self.fill)
+            x = augment_batch(self.images[idx], params, self.fill, self.mean, self.std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.pids[idx], self.camids[idx]

@@ -1,9 +1,17 @@
 """Small helpers for the notebooks: show package code, pick the dataset, find paths from the repo root."""
 from __future__ import annotations
 
+import difflib
+import hashlib
 import inspect
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from reidlab.paths import DATA_ROOT
+import pandas as pd
+
+from reidlab.paths import DATA_ROOT, resolve
 
 
 def show(obj) -> None:
@@ -19,3 +27,180 @@ def show(obj) -> None:
 def default_dataset() -> str:
     """Market-1501 when `data_scripts/prepare_market1501.py` has put it under data/, else the synthetic set."""
     return "market1501" if (DATA_ROOT / "market1501").exists() else "synthetic"
+
+
+# --- choosing a profile and training runs for the notebooks ------------------------------------------
+
+PROFILES = ("auto", "full", "cpu", "smoke")
+# fields that change how a run is executed, not what it computes: ignored when looking for a finished run
+EXECUTION_FIELDS = ("progress", "num_workers", "device")
+REUSED_FILES = ("config.json", "history.jsonl", "iterations.jsonl", "metrics.json")
+
+
+def pick_profile(profile: str = "auto", smoke: bool = False) -> str:
+    """"smoke" when smoke, else `profile`; "auto" is "full" with a CUDA GPU and Market-1501 prepared, else "cpu"."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not valid; allowed values: {', '.join(map(repr, PROFILES))}")
+    if smoke:
+        return "smoke"
+    if profile != "auto":
+        return profile
+    import torch
+
+    return "full" if torch.cuda.is_available() and default_dataset() == "market1501" else "cpu"
+
+
+def run_config(preset, profile: str = "auto", dataset: str = "", device: str = "auto", smoke: bool = False,
+               **overrides):
+    """The Config a notebook trains: a preset (name or Config) under a profile, on a dataset, then `overrides`.
+
+    Profiles: "full" the recipe as the preset says (ResNet-50, 256x128, 120 epochs, ImageNet weights);
+    "cpu" with config.CPU_PROFILE; "smoke" with config.SMOKE_PROFILE; "auto" see pick_profile.
+    dataset "" means the profile's: "synthetic_small" for smoke, else default_dataset().
+    """
+    from reidlab.config import CPU_PROFILE, PRESETS, SMOKE_PROFILE, Config
+
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            near = difflib.get_close_matches(preset, PRESETS, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"presets: {', '.join(PRESETS)}"
+            raise ValueError(f"unknown preset {preset!r}; {hint}")
+        cfg = PRESETS[preset]
+    elif isinstance(preset, Config):
+        cfg = preset
+    else:
+        raise TypeError(f"preset must be a preset name or a Config, got {type(preset).__name__}")
+    chosen = pick_profile(profile, smoke)
+    cfg = cfg.replace(**{"cpu": CPU_PROFILE, "smoke": SMOKE_PROFILE}.get(chosen, {}))
+    dataset = dataset or (SMOKE_PROFILE["dataset"] if chosen == "smoke" else default_dataset())
+    return cfg.replace(dataset=dataset, device=device, **overrides)
+
+
+def config_key(cfg) -> str:
+    """A short hash of what a run computes (every field but EXECUTION_FIELDS): names its run folder."""
+    values = {k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_FIELDS}
+    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def find_finished_run(cfg, near: Path) -> Path | None:
+    """A finished run of `cfg` in `near` or in a sibling notebook's folder (`near/../*/`), else None."""
+    key = config_key(cfg)
+    for folder in [near, *sorted(p for p in near.parent.glob("*") if p.is_dir() and p != near)]:
+        for run_dir in sorted(folder.glob(f"*-{key}")):
+            if (run_dir / "metrics.json").exists() and (run_dir / "config.json").exists():
+                from reidlab.config import Config
+
+                if config_key(Config.load(run_dir / "config.json")) == key:
+                    return run_dir
+    return None
+
+
+def train_runs(configs: Mapping, out_dir: str | Path) -> dict[str, Path]:
+    """Train each named config into `out_dir/<name>-<config_key>` and return {name: run folder}.
+
+    A finished run of the same config is reused: from that folder, or copied (without its checkpoint) from
+    another notebook's folder beside `out_dir`; an interrupted one resumes. So re-running a notebook is quick.
+    """
+    from tqdm.auto import tqdm
+
+    from reidlab.datasets import load_dataset
+    from reidlab.train import fit
+
+    if not configs:
+        raise ValueError("configs is empty: pass {run name: Config}")
+    out_dir = resolve(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    datasets, run_dirs = {}, {}
+    for name, cfg in tqdm(configs.items(), desc="runs", total=len(configs)):
+        run_dir = out_dir / f"{name}-{config_key(cfg)}"
+        found = find_finished_run(cfg, out_dir)
+        if found is not None and found.parent == out_dir:
+            run_dir = found
+        elif found is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for file in REUSED_FILES:
+                if (found / file).exists():
+                    shutil.copy2(found / file, run_dir / file)
+            (run_dir / "reused_from.txt").write_text(f"{found}\n")
+        else:
+            source = (cfg.dataset, cfg.data_root)
+            if source not in datasets:  # read each dataset once for all runs
+                datasets[source] = load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset,
+                                                verbose=cfg.progress)
+            fit(cfg, run_dir, dataset=datasets[source])
+        run_dirs[name] = run_dir
+    return run_dirs
+
+
+def train_and_compare(configs: Mapping, out_dir: str | Path, paper: Mapping | None = None) -> pd.DataFrame:
+    """Train (or reuse) each config and return one row per run: rank-1/5/10, mAP, mINP (percent),
+    train_seconds and run_dir, plus paper_rank1 / paper_mAP from `paper` ({name: (rank-1, mAP)})."""
+    run_dirs = train_runs(configs, out_dir)
+    rows = []
+    for name, run_dir in run_dirs.items():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        row = {"run": name, **{k: metrics.get(k) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}}
+        if paper is not None:
+            row["paper_rank1"], row["paper_mAP"] = paper.get(name, (float("nan"), float("nan")))
+        row.update(train_seconds=metrics.get("train_seconds"), run_dir=str(run_dir))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def plot_comparison(df: pd.DataFrame):
+    """Rank-1 and mAP of each run of train_and_compare beside the paper's (viz.plot_trick_bars)."""
+    from reidlab.viz import plot_trick_bars
+
+    table = df.reset_index().rename(columns={"run": "row", "rank1": "ours_rank1", "mAP": "ours_mAP"})
+    for col in ("paper_rank1", "paper_mAP"):
+        if col not in table:
+            table[col] = float("nan")
+    return plot_trick_bars(table)
+
+
+def plot_run_losses(run_dirs: Mapping, keys: Sequence[str] = ("loss_id", "loss_triplet"), ax=None):
+    """Per-epoch training losses of several runs, one panel per loss term, one line per run."""
+    from reidlab.train import load_history
+    from reidlab.viz import _axes
+
+    fig, axes = _axes(ax, len(keys), (5 * len(keys), 3.5))
+    for name, run_dir in run_dirs.items():
+        history = pd.DataFrame(load_history(run_dir))
+        for axis, key in zip(axes, keys):
+            if key in history:
+                axis.plot(history["epoch"], history[key], marker=".", label=name)
+    for axis, key in zip(axes, keys):
+        axis.set(xlabel="epoch", ylabel=key, title=key)
+        if axis.lines:
+            axis.legend(fontsize="small")
+    return fig
+
+
+def plot_image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 8,
+                    size: tuple[int, int] = (128, 64), ax=None):
+    """Images in a grid: file paths, PIL images, (H, W, 3) arrays or normalised (3, H, W) tensors."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from reidlab.transforms import denormalize
+    from reidlab.viz import _axes
+
+    if len(images) == 0:
+        raise ValueError("images is empty: pass at least one image")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"{len(images)} images but {len(titles)} titles; give one title per image or none")
+    nrows = -(-len(images) // ncols)
+    fig, axes = _axes(ax, len(images), (0.9 * min(ncols, len(images)), 1.9 * nrows), ncols=ncols)
+    for i, (axis, image) in enumerate(zip(axes, images)):
+        if isinstance(image, torch.Tensor):
+            image = denormalize(image).permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
+        elif isinstance(image, (str, Path)):
+            with Image.open(image) as im:
+                image = np.asarray(im.convert("RGB").resize((size[1], size[0])))  # PIL wants (width, height)
+        axis.imshow(np.asarray(image))
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if titles is not None:
+            axis.set_title(titles[i], fontsize=7)
+    return fig

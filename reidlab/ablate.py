@@ -1,0 +1,400 @@
+"""Batch ablations: run a grid of configs through the experiment notebook with papermill.
+
+    python -m reidlab.ablate tricks --dataset synthetic --profile cpu --seeds 3
+    python -m reidlab.ablate my_grid.yaml --set epochs=4 --out runs/mine
+
+Each run writes <out>/<grid>/<run>/ with run.json (what was asked), config.json, history.jsonl, metrics.json,
+checkpoint.pt and experiment.ipynb (the executed notebook). Every run's parameters are checked (notebook
+parameters, Config fields and values) before the first one starts. A finished run (metrics.json) is skipped,
+an interrupted one resumes from its checkpoint, a failed one is reported and the others go on; --force reruns.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reidlab.config import CPU_PROFILE, FIELD_NAMES, PRESETS, SMOKE_PROFILE, Config, check_keys
+from reidlab.grids import UNTRAINED, build_grid
+from reidlab.paths import REPO_ROOT, resolve
+
+EXPERIMENT = REPO_ROOT / "notebooks" / "experiment.ipynb"
+PROFILES = ("auto", "cpu", "full", "smoke")
+KERNEL = "python3"
+# fields that do not change what a run computes: a finished run made with other values still counts
+IGNORED_FIELDS = ("progress", "num_workers", "device", "checkpoint_every")
+
+
+class GridError(ValueError):
+    """A grid that cannot run as given (unknown key, bad value); raised before any run starts."""
+
+
+# --- one run's config: the notebook and the batch runner build it the same way ---------------------------
+
+def resolve_profile(profile: str, dataset: str = "") -> str:
+    """"auto": "full" when CUDA is available and Market-1501 is prepared (or named), else "cpu"."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not valid; allowed values: {', '.join(map(repr, PROFILES))}")
+    if profile != "auto":
+        return profile
+    import torch
+    from reidlab.notebook import default_dataset
+    market = (dataset or default_dataset()) == "market1501" and default_dataset() == "market1501"
+    return "full" if torch.cuda.is_available() and market else "cpu"
+
+
+def profile_values(profile: str) -> dict:
+    """The Config fields a (resolved) profile sets; "full" sets none (the paper's recipe)."""
+    return {"cpu": CPU_PROFILE, "smoke": SMOKE_PROFILE, "full": {}}[resolve_profile(profile)]
+
+
+def build_config(preset: str, profile: str = "auto", overrides: dict | None = None, smoke: bool = False,
+                 dataset: str = "", device: str = "auto") -> Config:
+    """PRESETS[preset], then the profile's fields (smoke=True: the smoke profile), then `overrides`.
+
+    dataset "" means: the smoke profile's tiny set under smoke, else reidlab.notebook.default_dataset()
+    (Market-1501 when prepared, else the synthetic set); a non-empty dataset wins over the profile's.
+    """
+    from reidlab.notebook import default_dataset
+
+    if preset not in PRESETS:
+        near = difflib.get_close_matches(preset, PRESETS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ValueError(f"unknown preset {preset!r}{hint} Presets: {', '.join(PRESETS)}")
+    overrides = dict(overrides or {})
+    check_keys(overrides)
+    profile = "smoke" if smoke else resolve_profile(profile, dataset)
+    values = dict(profile_values(profile))
+    values["dataset"] = dataset or (values["dataset"] if profile == "smoke" else default_dataset())
+    if device != "auto":
+        values["device"] = device
+    return PRESETS[preset].replace(**values).replace(**overrides)
+
+
+# --- evaluation without the training loop -----------------------------------------------------------------
+
+def evaluate_split(model, cfg: Config, dataset, device) -> dict:
+    """Metrics (percent) of `model` on a dataset's query / gallery, scored as cfg says."""
+    from reidlab.evaluate import evaluate_model
+    from reidlab.loaders import build_test_loader
+
+    query, gallery = build_test_loader(dataset.query, cfg), build_test_loader(dataset.gallery, cfg)
+    metrics, _ = evaluate_model(model, query, gallery, cfg, device)
+    return metrics
+
+
+def evaluate_untrained(cfg: Config, out_dir: str | Path) -> dict:
+    """The reference row: the network of `cfg` with random weights (never ImageNet's), evaluated as built.
+
+    Writes a run folder like fit's (config.json, an empty history.jsonl, metrics.json with epochs 0)."""
+    from reidlab.datasets import load_dataset
+    from reidlab.model import build_model
+    from reidlab.train import describe_device, pick_device, seed_epoch, write_json
+
+    out_dir = resolve(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.replace(pretrained=None)
+    cfg.save(out_dir / "config.json")
+    device = pick_device(cfg.device)
+    dataset = load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=cfg.progress)
+    seed_epoch(cfg.seed, 0)  # the same initial weights fit would start from
+    model = build_model(cfg, dataset.num_train_pids).to(device).eval()
+    metrics = evaluate_split(model, cfg, dataset, device)
+    metrics.update(epochs=0, device=describe_device(device), train_seconds=0.0,
+                   num_train_pids=dataset.num_train_pids)
+    (out_dir / "history.jsonl").write_text("")
+    write_json(metrics, out_dir / "metrics.json")
+    return metrics
+
+
+def extract_test_features(run_dir: str | Path, dataset_name: str | None = None):
+    """(features (N, D), pids (N,)) of a trained run on query + gallery (its own dataset by default), as the
+    run scores them (test feature, normalised when cfg.normalize_features)."""
+    import torch.nn.functional as F
+
+    from reidlab.datasets import load_dataset
+    from reidlab.evaluate import extract_features
+    from reidlab.inference import load_run
+    from reidlab.loaders import build_test_loader
+
+    model, cfg = load_run(run_dir, device="auto")
+    device = next(model.parameters()).device
+    name = dataset_name or cfg.dataset
+    dataset = load_dataset(name, resolve(cfg.data_root) / name, verbose=False)
+    loader = build_test_loader(list(dataset.query) + list(dataset.gallery), cfg)
+    feats, pids, _ = extract_features(model, loader, device, flip=cfg.flip_test, progress=False)
+    if cfg.normalize_features or cfg.distance == "cosine":
+        feats = F.normalize(feats, dim=1)
+    return feats, pids
+
+
+def evaluate_cross_domain(run_dir: str | Path, test_dataset: str) -> dict:
+    """Evaluate a trained run on another dataset's query / gallery (CVPRW Table 3) and rewrite its metrics.json:
+    rank1 / mAP / mINP become the target domain's, the source domain's move under "source"."""
+    from reidlab.datasets import load_dataset
+    from reidlab.inference import load_run
+    from reidlab.train import write_json
+
+    run_dir = resolve(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if metrics.get("test_dataset") == test_dataset:
+        return metrics
+    model, cfg = load_run(run_dir, device="auto")
+    device = next(model.parameters()).device
+    target = load_dataset(test_dataset, resolve(cfg.data_root) / test_dataset, verbose=cfg.progress)
+    cross = evaluate_split(model, cfg, target, device)
+    source = {k: metrics.pop(k) for k in list(metrics) if k in cross}
+    metrics = {**cross, "test_dataset": test_dataset, "train_dataset": cfg.dataset, "source": source, **metrics}
+    write_json(metrics, run_dir / "metrics.json")
+    return metrics
+
+
+# --- the batch ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    grid: str
+    name: str  # folder name: the row, with _seed<k> for seeds > 0
+    row: str
+    seed: int
+    kind: str  # "notebook" or "untrained"
+    parameters: dict  # the notebook's parameters (out_dir added when it runs)
+    config: Config
+
+    def folder(self, out: Path) -> Path:
+        return out / self.grid / self.name
+
+
+@dataclass
+class Report:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        lines = [f"{len(self.done)} run(s) done, {len(self.skipped)} skipped (finished before), "
+                 f"{len(self.failed)} failed"]
+        lines += [f"  FAILED {name}: {error}" for name, error in self.failed.items()]
+        return "\n".join(lines)
+
+
+def notebook_parameters(notebook: str | Path = EXPERIMENT) -> tuple[str, ...]:
+    """The names the notebook's `parameters` cell declares (papermill.inspect_notebook)."""
+    import papermill
+
+    notebook = Path(notebook)
+    if not notebook.exists():
+        raise FileNotFoundError(f"{notebook} not found; make it from its .py pair: "
+                                f"jupytext --to ipynb {notebook.with_suffix('.py')}")
+    return tuple(papermill.inspect_notebook(str(notebook)))
+
+
+def split_parameters(grid: str, spec: dict, declared: tuple[str, ...]) -> dict:
+    """A run spec as notebook parameters: Config fields given at the top go into `overrides`; anything that is
+    neither a declared parameter nor a Config field raises GridError naming the nearest valid name."""
+    params, overrides = {}, dict(spec.get("overrides") or {})
+    for key, value in spec.items():
+        if key in ("name", "kind", "overrides"):
+            continue
+        if key in declared:
+            params[key] = value
+        elif key in FIELD_NAMES:
+            overrides[key] = value
+        else:
+            near = difflib.get_close_matches(key, declared + FIELD_NAMES, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise GridError(f"grid {grid}, run {spec['name']}: unknown parameter {key!r}{hint}")
+    for key in overrides:
+        if key not in FIELD_NAMES:
+            near = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise GridError(f"grid {grid}, run {spec['name']}: unknown config key {key!r} in overrides{hint}")
+    params["overrides"] = overrides
+    return params
+
+
+def plan_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = None, profile: str = "auto",
+              test_dataset: str = "", notebook: str | Path = EXPERIMENT) -> list[Run]:
+    """Every run of a grid, checked (parameter names, Config keys and values) before anything runs."""
+    if not isinstance(seeds, int) or seeds < 1:
+        raise GridError(f"seeds={seeds!r} must be an int >= 1")
+    sets = dict(sets or {})
+    try:
+        check_keys(sets)
+    except ValueError as e:
+        raise GridError(f"--set: {e}") from None
+    if "seed" in sets and seeds > 1:
+        raise GridError("--set seed=... and --seeds N > 1 contradict each other; --seeds runs seed 0..N-1")
+    if "dataset" in sets:
+        raise GridError("pass the dataset with --dataset NAME, not --set dataset=...")
+    profile = resolve_profile(profile, dataset)
+    try:
+        name, specs = build_grid(grid, dataset=dataset, test_dataset=test_dataset,
+                                 profile_values=profile_values(profile))
+    except (ValueError, FileNotFoundError) as e:
+        raise GridError(str(e)) from None
+    declared = notebook_parameters(notebook)
+    runs = []
+    for spec in specs:
+        params = split_parameters(name, spec, declared)
+        params.setdefault("preset", "bot")
+        params.setdefault("profile", profile)
+        params.setdefault("dataset", dataset)
+        if params.get("test_dataset"):
+            params.setdefault("test_dataset", test_dataset)
+        collide = sorted(set(params["overrides"]) & set(sets) - {"progress"})
+        if collide:
+            print(f"warning: --set {', '.join(collide)} replaces what run {spec['name']} of grid {name} ablates",
+                  file=sys.stderr)
+        # batch runs print no progress bars, so executed notebooks stay small
+        params["overrides"] = {"progress": False, **params["overrides"], **sets}
+        for seed in range(seeds):
+            p = json.loads(json.dumps(params))  # a deep copy that is also JSON-able (papermill injects it)
+            if seeds > 1:
+                p["overrides"]["seed"] = seed
+            try:
+                cfg = build_config(p["preset"], p["profile"], p["overrides"], smoke=bool(p.get("smoke")),
+                                   dataset=p.get("dataset", ""), device=p.get("device", "auto"))
+            except (ValueError, TypeError) as e:
+                raise GridError(f"grid {name}, run {spec['name']}: {e}") from None
+            run_name = spec["name"] if seed == 0 else f"{spec['name']}_seed{seed}"
+            runs.append(Run(name, run_name, spec["name"], cfg.seed, spec.get("kind", "notebook"), p, cfg))
+    return runs
+
+
+def finished_metrics(run: Run, folder: Path) -> dict | None:
+    """The metrics of a finished run in `folder`, or None. Raises when it was made with another config."""
+    metrics_path = folder / "metrics.json"
+    if not metrics_path.exists():
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    target = run.parameters.get("test_dataset")
+    if target and metrics.get("test_dataset") != target:
+        return None  # trained, not yet evaluated on the target domain: the notebook resumes and finishes it
+    saved = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    expected = run.config.to_dict()
+    if run.kind == UNTRAINED:
+        expected["pretrained"] = None
+    changed = [k for k, v in expected.items() if k not in IGNORED_FIELDS and saved.get(k) != v]
+    if changed:
+        raise RuntimeError(f"{folder} holds a finished run with another config ({', '.join(changed)} differ); "
+                           f"rerun it with --force, or pass another --out")
+    return metrics
+
+
+def execute_run(run: Run, folder: Path, notebook: Path, kernel_name: str) -> None:
+    import papermill
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run.json").write_text(json.dumps(
+        {"grid": run.grid, "row": run.row, "seed": run.seed, "kind": run.kind, "parameters": run.parameters},
+        indent=2) + "\n")
+    if run.kind == UNTRAINED:
+        evaluate_untrained(run.config, folder)
+        return
+    papermill.execute_notebook(str(notebook), str(folder / notebook.name),
+                               parameters={**run.parameters, "out_dir": str(folder)},
+                               kernel_name=kernel_name, progress_bar=False, cwd=str(REPO_ROOT))
+
+
+def describe_error(e: BaseException) -> str:
+    # papermill's error carries the notebook's exception: its name and message are what a reader needs
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    return f"{type(e).__name__}: {e}"
+
+
+def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = None, out: str | Path = "results/runs",
+             profile: str = "auto", force: bool = False, test_dataset: str = "",
+             notebook: str | Path = EXPERIMENT, kernel_name: str = KERNEL, progress: bool = True) -> Report:
+    """Run every run of `grid` (a name in reidlab.grids.GRIDS or a YAML file) and report what happened."""
+    from tqdm.auto import tqdm
+
+    runs = plan_grid(grid, dataset, seeds, sets, profile, test_dataset, notebook)
+    out, notebook = resolve(out), resolve(notebook)
+    report = Report()
+    bar = tqdm(runs, desc=f"grid {runs[0].grid}", unit="run", disable=not progress)
+    for run in bar:
+        bar.set_postfix_str(run.name)
+        folder = run.folder(out)
+        try:
+            if force and folder.exists():
+                shutil.rmtree(folder)
+            elif finished_metrics(run, folder) is not None:
+                report.skipped.append(run.name)
+                continue
+            execute_run(run, folder, notebook, kernel_name)
+            if finished_metrics(run, folder) is None:
+                raise RuntimeError(f"the notebook finished but wrote no metrics.json into {folder}")
+            report.done.append(run.name)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # one failed run must not stop the others
+            report.failed[run.name] = f"{describe_error(e)} (see {folder})"
+            if not getattr(e, "ename", None) and not isinstance(e, RuntimeError):
+                (folder / "error.txt").write_text(traceback.format_exc()) if folder.exists() else None
+    bar.close()
+    return report
+
+
+# --- command line -------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from reidlab.grids import GRIDS
+
+    parser.add_argument("grid", help=f"one of: {', '.join(GRIDS)}; or a YAML file of runs")
+    parser.add_argument("--dataset", default="", help="train dataset (default: Market-1501 when prepared, "
+                                                      "else synthetic; the smoke profile: synthetic_small)")
+    parser.add_argument("--test-dataset", default="", help="cross_domain: the dataset to test on")
+    parser.add_argument("--seeds", type=int, default=1, help="run each row with seed 0..N-1 (tables: mean +- std)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a Config field in every run")
+    parser.add_argument("--out", default="results/runs", help="runs go to OUT/<grid>/<run>/")
+    parser.add_argument("--profile", choices=PROFILES, default="auto",
+                        help="cpu: small synthetic profile; full: the paper's recipe; smoke: seconds; "
+                             "auto: full with CUDA and Market-1501, else cpu")
+    parser.add_argument("--force", action="store_true", help="rerun finished runs (their folders are deleted)")
+    parser.add_argument("--table", action="store_true", help="then build the table beside the paper's")
+
+
+def run_from_args(args) -> int:
+    from reidlab.__main__ import parse_sets
+
+    try:
+        report = run_grid(args.grid, dataset=args.dataset, seeds=args.seeds, sets=parse_sets(args.set),
+                          out=args.out, profile=args.profile, force=args.force, test_dataset=args.test_dataset)
+    except GridError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    if args.table:
+        from reidlab.results import build_table, format_table, write_table
+        runs = plan_grid(args.grid, args.dataset, args.seeds, parse_sets(args.set), args.profile,
+                         args.test_dataset)
+        name, dataset = runs[0].grid, runs[0].config.dataset
+        table = build_table(name, dataset, root=args.out)
+        print(format_table(table))
+        for path in write_table(table, name, dataset):
+            print(f"wrote {path}")
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reidlab.ablate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
