@@ -40,10 +40,10 @@ def main(argv=None):
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--msmt", action="store_true", help="MSMT17 size, re_rank alone, peak memory")
     size.add_argument("--quick", action="store_true", help="a tiny size (seconds), for a smoke run")
-    parser.add_argument("--dim", type=int, default=None, help="feature dimension (default 2048; 512 with --msmt)")
+    parser.add_argument("--dim", type=int, default=None, help="feature dimension (default 2048; 256 with --msmt)")
     parser.add_argument("--out", default=None, help="name of the results/benchmarks/ files")
     args = parser.parse_args(argv)
-    dim = args.dim or (512 if args.msmt else 2048)
+    dim = args.dim or (256 if args.msmt else 2048)
     name = args.out or ("rerank_speed_msmt" if args.msmt else "rerank_speed")
     info = machine_info()
 

@@ -6,8 +6,9 @@ Same run, same machine, same model and losses (ResNet-50, 256x128, P x K = 16 x 
       bf16 autocast, channels_last; (c) the same with torch.compile (--compile).
 Then one evaluation (features, distances, CMC / mAP) and k-reciprocal re-ranking, timed.
 
-Data: Market-1501 when --market is given or data/market1501 exists; otherwise random JPEG-like images with
-Market's counts (751 ids / 12,936 train, 3,368 query, 15,913 gallery, 128x64) in a temporary folder.
+Data: Market-1501 when --market is given or (without --quick) found in data/ or ../shared; otherwise random
+JPEG-like images with Market's counts (751 ids / 12,936 train, 3,368 query, 15,913 gallery, 128x64) in a
+temporary folder.
 
     python benchmarks/train_throughput.py --quick              # CPU: resnet18, 64x32, P x K = 8 x 4, 3 steps
     python benchmarks/train_throughput.py --compile            # GPU, the full recipe
@@ -36,7 +37,7 @@ from PIL import Image
 from reidlab.config import Config
 from reidlab.datasets import Record, ReidDataset
 from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
-from reidlab.paths import DATA_ROOT, RESULTS_ROOT
+from reidlab.paths import DATA_ROOT, REPO_ROOT, RESULTS_ROOT
 
 MARKET_COUNTS = dict(train_ids=751, train=12_936, query=3_368, gallery=15_913)
 AUTHORS = {  # bot_paper.md section 10
@@ -51,7 +52,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny CPU-sized run: resnet18, 64x32, few steps")
     p.add_argument("--market", type=str, default=None,
-                   help="Market-1501 folder or archive (default: data/market1501 if present, else synthetic)")
+                   help="Market-1501 folder or archive (default: data/market1501 or ../shared's archive if present, "
+                        "else synthetic)")
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even when Market-1501 is present")
     p.add_argument("--device", default="auto")
     p.add_argument("--backbone", default=None, help="default resnet50 (resnet18 with --quick)")
@@ -96,10 +98,14 @@ def make_random_market(root: Path, train_ids: int, train: int, query: int, galle
     return ReidDataset("random_market", splits["train"], splits["query"], splits["gallery"])
 
 
-def find_market(arg: str | None) -> Path | None:
+def find_market(arg: str | None, quick: bool) -> Path | None:
+    """--market if given; else (not with --quick) an extracted copy in data/ or the archive in ../shared."""
     if arg:
         return Path(arg)
-    for candidate in (DATA_ROOT / "market1501", DATA_ROOT / "Market-1501-v15.09.15"):
+    if quick:
+        return None
+    shared = REPO_ROOT.parent / "shared" / "datasets" / "market1501" / "market1501.tar.xz"
+    for candidate in (DATA_ROOT / "market1501", DATA_ROOT / "Market-1501-v15.09.15", shared):
         if candidate.exists():
             return candidate
     return None
@@ -295,7 +301,7 @@ def main(argv=None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="reidlab_bench_") as tmp:
         tmp = Path(tmp)
-        market = None if args.synthetic else find_market(args.market)
+        market = None if args.synthetic else find_market(args.market, quick)
         t0 = time.perf_counter()
         if market is not None:
             dataset, source = load_market(market), f"Market-1501 ({market})"

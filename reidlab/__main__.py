@@ -1,4 +1,4 @@
-"""Command line: `python -m reidlab {demo,train,verify}` (also installed as `reidlab`)."""
+"""Command line: `python -m reidlab {demo,train,ablate,verify}` (also installed as `reidlab`)."""
 from __future__ import annotations
 
 import argparse
@@ -54,7 +54,15 @@ def cmd_verify(args) -> None:
 
 def cmd_demo(args) -> None:
     from reidlab.demo import run_demo
-    run_demo(out=args.out, force=args.force)
+    if not run_demo(out=args.out, force=args.force, seeds=args.seeds).ok:
+        raise SystemExit(1)
+
+
+def cmd_ablate(args) -> None:
+    from reidlab.ablate import run_from_args
+    code = run_from_args(args)
+    if code:
+        raise SystemExit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,7 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("demo", help="the trick-by-trick ablation on the built-in synthetic data (or Market-1501)")
     p.add_argument("--out", default="results/runs")
     p.add_argument("--force", action="store_true", help="rerun finished runs")
+    p.add_argument("--seeds", type=int, default=1, help="run each row with seed 0..N-1 (mean +- std)")
     p.set_defaults(func=cmd_demo)
+
+    from reidlab.ablate import add_arguments
+    p = sub.add_parser("ablate", help="run a grid of the paper's tables (or a YAML file) through papermill")
+    add_arguments(p)
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("train", help="train and evaluate one config")
     p.add_argument("--preset", default="bot", help=f"one of: {', '.join(PRESETS)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from reidlab.config import CPU_PROFILE, FIELD_NAMES, PRESETS, SMOKE_PROFILE, Config, check_keys
 from reidlab.grids import UNTRAINED, build_grid
-from reidlab.paths import REPO_ROOT, resolve
+from reidlab.paths import DATA_ROOT, REPO_ROOT, resolve
 
 EXPERIMENT = REPO_ROOT / "notebooks" / "experiment.ipynb"
 PROFILES = ("auto", "cpu", "full", "smoke")
@@ -37,15 +37,17 @@ class GridError(ValueError):
 # --- one run's config: the notebook and the batch runner build it the same way ---------------------------
 
 def resolve_profile(profile: str, dataset: str = "") -> str:
-    """"auto": "full" when CUDA is available and Market-1501 is prepared (or named), else "cpu"."""
+    """The profile to run: "auto" is "full" when CUDA is available and the dataset (default: Market-1501 when
+    prepared) is a real one prepared under data/, else "cpu" (the synthetic set on a GPU also gets "cpu")."""
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not valid; allowed values: {', '.join(map(repr, PROFILES))}")
     if profile != "auto":
         return profile
     import torch
     from reidlab.notebook import default_dataset
-    market = (dataset or default_dataset()) == "market1501" and default_dataset() == "market1501"
-    return "full" if torch.cuda.is_available() and market else "cpu"
+    name = dataset or default_dataset()
+    prepared = not name.startswith("synthetic") and (DATA_ROOT / name).exists()
+    return "full" if torch.cuda.is_available() and prepared else "cpu"
 
 
 def profile_values(profile: str) -> dict:
@@ -154,6 +156,16 @@ def evaluate_cross_domain(run_dir: str | Path, test_dataset: str) -> dict:
     return metrics
 
 
+def add_metrics(run_dir: str | Path, **values) -> dict:
+    """Add values (R, ...) to a run's metrics.json, atomically; returns the updated metrics."""
+    from reidlab.train import write_json
+
+    path = resolve(run_dir) / "metrics.json"
+    metrics = {**json.loads(path.read_text()), **values}
+    write_json(metrics, path)
+    return metrics
+
+
 # --- the batch ----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -175,6 +187,7 @@ class Report:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -249,8 +262,6 @@ def plan_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = 
         params.setdefault("preset", "bot")
         params.setdefault("profile", profile)
         params.setdefault("dataset", dataset)
-        if params.get("test_dataset"):
-            params.setdefault("test_dataset", test_dataset)
         collide = sorted(set(params["overrides"]) & set(sets) - {"progress"})
         if collide:
             print(f"warning: --set {', '.join(collide)} replaces what run {spec['name']} of grid {name} ablates",
@@ -280,6 +291,8 @@ def finished_metrics(run: Run, folder: Path) -> dict | None:
     target = run.parameters.get("test_dataset")
     if target and metrics.get("test_dataset") != target:
         return None  # trained, not yet evaluated on the target domain: the notebook resumes and finishes it
+    if run.parameters.get("intra_inter") and "R" not in metrics:
+        return None  # the same: R is computed after training
     saved = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
     expected = run.config.to_dict()
     if run.kind == UNTRAINED:
@@ -322,7 +335,7 @@ def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = N
 
     runs = plan_grid(grid, dataset, seeds, sets, profile, test_dataset, notebook)
     out, notebook = resolve(out), resolve(notebook)
-    report = Report()
+    report = Report(runs=runs)
     bar = tqdm(runs, desc=f"grid {runs[0].grid}", unit="run", disable=not progress)
     for run in bar:
         bar.set_postfix_str(run.name)
@@ -341,8 +354,8 @@ def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = N
             raise
         except Exception as e:  # one failed run must not stop the others
             report.failed[run.name] = f"{describe_error(e)} (see {folder})"
-            if not getattr(e, "ename", None) and not isinstance(e, RuntimeError):
-                (folder / "error.txt").write_text(traceback.format_exc()) if folder.exists() else None
+            if folder.exists():  # the executed notebook shows a notebook's error; this file any other's
+                (folder / "error.txt").write_text(traceback.format_exc())
     bar.close()
     return report
 
@@ -379,9 +392,7 @@ def run_from_args(args) -> int:
     print(report.summary())
     if args.table:
         from reidlab.results import build_table, format_table, write_table
-        runs = plan_grid(args.grid, args.dataset, args.seeds, parse_sets(args.set), args.profile,
-                         args.test_dataset)
-        name, dataset = runs[0].grid, runs[0].config.dataset
+        name, dataset = report.runs[0].grid, report.runs[0].config.dataset
         table = build_table(name, dataset, root=args.out)
         print(format_table(table))
         for path in write_table(table, name, dataset):

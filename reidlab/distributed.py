@@ -123,6 +123,7 @@ def wrap_model(model: nn.Module, device: torch.device | str, find_unused_paramet
     if device.type == "cuda":
         # BN statistics over the global batch, as on one GPU
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index],
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return nn.parallel.DistributedDataParallel(model, device_ids=[index],
                                                    find_unused_parameters=find_unused_parameters)
     return nn.parallel.DistributedDataParallel(model, find_unused_parameters=find_unused_parameters)

@@ -265,6 +265,8 @@ def evaluate_model(model, query_loader, gallery_loader, cfg, device):
     cfg.distance / cfg.normalize_features; with cfg.rerank also k-reciprocal re-ranking (rerank_k1/k2/lambda),
     adding "rerank_rank1", "rerank_mAP", "rerank_mINP". The EvalResult is the plain ranking's.
     """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     amp, progress = getattr(cfg, "amp", "none"), getattr(cfg, "progress", True)
     qf, q_pids, q_camids = extract_features(model, query_loader, device, flip=cfg.flip_test, amp=amp,

@@ -89,16 +89,19 @@ class TrainLoader(DataLoader):
         return super().__iter__()
 
 
-def build_train_loader(train_records: Sequence[Record], cfg, seed: int | None = None) -> DataLoader:
-    """P x K batches of augmented training images; call `loader.sampler.set_epoch(e)` before each epoch."""
-    sampler = RandomIdentitySampler([r[1] for r in train_records], cfg.P, cfg.K,
-                                    seed=cfg.seed if seed is None else seed)
+def build_train_loader(train_records: Sequence[Record], cfg, seed: int | None = None, sampler=None) -> DataLoader:
+    """P x K batches of augmented training images; call `loader.sampler.set_epoch(e)` before each epoch.
+
+    `sampler`: another P x K sampler, e.g. a rank's share under DDP (reidlab.distributed).
+    """
+    sampler = sampler or RandomIdentitySampler([r[1] for r in train_records], cfg.P, cfg.K,
+                                               seed=cfg.seed if seed is None else seed)
     workers = cfg.num_workers
     if workers < 0:
         raise ValueError(f"num_workers={workers} must be >= 0 (0 decodes in the main process)")
     return TrainLoader(
         ImageDataset(train_records, build_train_transform(cfg)),
-        batch_size=cfg.P * cfg.K, sampler=sampler, drop_last=True, num_workers=workers,
+        batch_size=getattr(sampler, "batch_size", cfg.P * cfg.K), sampler=sampler, drop_last=True, num_workers=workers,
         persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
     )
 

@@ -71,9 +71,36 @@ def run_config(preset, profile: str = "auto", dataset: str = "", device: str = "
     else:
         raise TypeError(f"preset must be a preset name or a Config, got {type(preset).__name__}")
     chosen = pick_profile(profile, smoke)
-    cfg = cfg.replace(**{"cpu": CPU_PROFILE, "smoke": SMOKE_PROFILE}.get(chosen, {}))
+    cfg = ensure_warm_epochs(cfg.replace(**{"cpu": CPU_PROFILE, "smoke": SMOKE_PROFILE}.get(chosen, {})))
     dataset = dataset or (SMOKE_PROFILE["dataset"] if chosen == "smoke" else default_dataset())
     return cfg.replace(dataset=dataset, device=device, **overrides)
+
+
+def warm_epochs(cfg) -> list[int]:
+    """The epochs whose learning rate warmup lowers (epoch k is warm when k < warmup_epochs)."""
+    from reidlab.schedule import lr_at
+
+    plain = cfg.replace(warmup=False)
+    return [k for k in range(1, cfg.epochs + 1) if lr_at(k, cfg) < lr_at(k, plain)]
+
+
+def ensure_warm_epochs(cfg):
+    """A config with warmup whose schedule leaves no warm epoch gets warmup_epochs = max(2, first milestone - 1).
+
+    A short profile scales E_w = 10 of 120 epochs down to 1, and with the authors' rule (warm while k < E_w)
+    that turns warmup off; the notebooks need it visible. Configs without warmup are returned unchanged.
+    """
+    if not cfg.warmup or warm_epochs(cfg):
+        return cfg
+    first = cfg.milestones[0] if cfg.milestones else cfg.epochs
+    return cfg.replace(warmup_epochs=max(2, min(first, cfg.epochs) - 1))
+
+
+def describe_changes(cfg, reference) -> pd.DataFrame:
+    """The fields where `cfg` differs from `reference` (e.g. what a profile changed in the paper's recipe)."""
+    a, b = cfg.to_dict(), reference.to_dict()
+    rows = [{"field": k, "this run": a[k], "reference": b[k]} for k in a if a[k] != b[k]]
+    return pd.DataFrame(rows, columns=["field", "this run", "reference"]).set_index("field")
 
 
 def config_key(cfg) -> str:

@@ -44,23 +44,50 @@ def _merge_nearest(best_d, best_i, rows, dist, col0, k):
     best_i[rows] = cand_i.gather(1, top.indices)
 
 
+def _merge_candidates(best_d, best_i, r, c, d, k):
+    """Fold candidate pairs (row r, column c, distance d) into the sorted k nearest of their rows."""
+    if len(r) == 0:
+        return
+    rows = torch.unique(r)
+    all_r = torch.cat([rows.repeat_interleave(k), r])
+    all_c = torch.cat([best_i[rows].flatten(), c])
+    all_d = torch.cat([best_d[rows].flatten(), d])
+    order = torch.argsort(all_d, stable=True)
+    order = order[torch.argsort(all_r[order], stable=True)]  # grouped by row, nearest first
+    counts = torch.bincount(all_r, minlength=int(rows.max()) + 1)[rows]
+    offsets = counts.cumsum(0) - counts
+    take = (offsets[:, None] + torch.arange(k, device=r.device)).flatten()  # the first k of each row
+    best_d[rows] = all_d[order[take]].view(-1, k)
+    best_i[rows] = all_c[order[take]].view(-1, k)
+
+
 def _nearest_pass(x, sq, k, num_q, out, block, progress):
     """(nearest (N, k) sorted, their distances (N, k), row_max (N,)) over all pairs; the raw query-gallery
-    distances are written to `out`."""
+    distances are written to `out`.
+
+    Diagonal blocks first, by top-k: every row then has k candidates and a threshold, its k-th distance so
+    far. Off-diagonal blocks (upper triangle; the lower is its transpose) only pass on the few entries
+    below a row's threshold, which is cheaper than a top-k over the block.
+    """
     n = len(x)
     best_d = torch.full((n, k), float("inf"), dtype=x.dtype, device=x.device)
     best_i = torch.zeros((n, k), dtype=torch.long, device=x.device)
     row_max = torch.zeros(n, dtype=x.dtype, device=x.device)
     starts = range(0, n, block)
-    pairs = [(a, b) for a in starts for b in starts if b >= a]
+    pairs = [(a, a) for a in starts] + [(a, b) for a in starts for b in starts if b > a]
     for a, b in tqdm(pairs, desc="re-rank: neighbours", leave=False, disable=not progress):
         ra, rb = slice(a, min(a + block, n)), slice(b, min(b + block, n))
         dist = _squared_distances(x[ra], x[rb], sq[ra], sq[rb])  # (Ba, Bb)
-        _merge_nearest(best_d, best_i, ra, dist, b, k)
         row_max[ra] = torch.maximum(row_max[ra], dist.amax(1))
-        if b != a:  # the block below the diagonal is this one transposed
-            _merge_nearest(best_d, best_i, rb, dist.T.contiguous(), a, k)  # topk is faster on rows
+        if a == b:
+            _merge_nearest(best_d, best_i, ra, dist, b, k)
+        else:
+            i, j = (dist < best_d[ra, -1:]).nonzero(as_tuple=True)  # entries that beat row i's k-th
+            _merge_candidates(best_d, best_i, i + a, j + b, dist[i, j], k)
+            # the block below the diagonal is this one transposed: the same for the rows of block b
             row_max[rb] = torch.maximum(row_max[rb], dist.amax(0))
+            i, j = (dist < best_d[rb, -1][None]).nonzero(as_tuple=True)
+            _merge_candidates(best_d, best_i, j + b, i + a, dist[i, j], k)
         # query rows x gallery columns: queries come first, so these lie in this orientation only
         q_end, g_start = min(ra.stop, num_q), max(rb.start, num_q)
         if a < q_end and g_start < rb.stop:

