@@ -37,7 +37,6 @@ out_dir: str = "results/notebooks/00_data_and_protocol"
 profile: str = "auto"  # "auto", "full", "cpu" or "smoke"
 
 # %%
-# %matplotlib inline
 import json
 from collections import Counter
 

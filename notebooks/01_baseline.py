@@ -34,7 +34,6 @@ out_dir: str = "results/notebooks/01_baseline"
 profile: str = "auto"  # "auto", "full", "cpu" or "smoke"
 
 # %%
-# %matplotlib inline
 from reidlab import PRESETS
 from reidlab.losses import batch_hard_triplet
 from reidlab.notebook import (describe_changes, pick_profile, plot_comparison, run_config, show,

@@ -32,7 +32,6 @@ out_dir: str = "results/notebooks/02_warmup"
 profile: str = "auto"  # "auto", "full", "cpu" or "smoke"
 
 # %%
-# %matplotlib inline
 import numpy as np
 import pandas as pd
 

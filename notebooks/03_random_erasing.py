@@ -34,7 +34,6 @@ out_dir: str = "results/notebooks/03_random_erasing"
 profile: str = "auto"  # "auto", "full", "cpu" or "smoke"
 
 # %%
-# %matplotlib inline
 import numpy as np
 import pandas as pd
 import torch

@@ -35,7 +35,6 @@ out_dir: str = "results/notebooks/04_label_smoothing"
 profile: str = "auto"  # "auto", "full", "cpu" or "smoke"
 
 # %%
-# %matplotlib inline
 import numpy as np
 import pandas as pd
 import torch

@@ -20,8 +20,8 @@
 # map, before global average pooling. Setting the stride of the last downsampling (the first block of
 # `layer4`) from 2 to 1 keeps a 16x8 map: four times as many spatial positions to pool, no new parameters,
 # and only `layer4` pays for it. On top of warmup, random erasing and label smoothing (91.4 / 80.3 rank-1 /
-# mAP on Market-1501) it gives **92.0 / 81.7: +0.6 rank-1, +1.4 mAP**. The paper calls the extra computation
-# "very little"; below we count it.
+# mAP on Market-1501) it gives **92.0 / 81.7: +0.6 rank-1, +1.4 mAP**. The paper counts no extra parameters and
+# only a light extra computation; below we count it.
 #
 # The steps: the code, a check on a toy tensor (map size and FLOPs at stride 1 and 2), a run with and
 # without the trick (the `label_smoothing` and `last_stride` rows of Table 1), the comparison.
@@ -31,17 +31,17 @@ smoke: bool = False  # True: seconds on a CPU (SMOKE_PROFILE on synthetic_small)
 dataset: str = ""  # "": reidlab.notebook.default_dataset() (Market-1501 when prepared, else synthetic)
 device: str = "auto"
 profile: str = "auto"  # "full" (the paper's recipe), "cpu" (CPU_PROFILE), "auto": full with CUDA + Market
-out_dir: str = "results/notebooks/05_last_stride"  # tables and figures; relative to the repository root
-runs_dir: str = ""  # "": <out_dir>/../runs, shared with notebooks 06-08 so a row is trained once
+out_dir: str = "results/notebooks/05_last_stride"  # run folders, tables, figures; from the repo root
 
 # %%
+# %matplotlib inline
 import time
 
 import pandas as pd
 import torch
 
 from reidlab import paper
-from reidlab.model import _set_resnet_last_stride, build_model, count_flops
+from reidlab.model import _set_mobilenet_last_stride, _set_resnet_last_stride, build_model, count_flops
 from reidlab.notebook import pick_profile, plot_comparison, plot_run_losses, run_config, show, train_and_compare
 from reidlab.paths import resolve
 from reidlab.viz import savefig
@@ -49,11 +49,10 @@ from reidlab.viz import savefig
 chosen = pick_profile(profile, smoke)
 out = resolve(out_dir)
 out.mkdir(parents=True, exist_ok=True)
-runs = resolve(runs_dir) if runs_dir else out.parent / "runs"
 configs = {row: run_config(row, profile, dataset, device, smoke=smoke) for row in ("label_smoothing", "last_stride")}
 cfg = configs["last_stride"]
 print(f"profile {chosen}: {cfg.backbone}, {cfg.image_size[0]}x{cfg.image_size[1]}, {cfg.epochs} epochs, "
-      f"dataset {cfg.dataset}; runs in {runs}")
+      f"dataset {cfg.dataset}; runs in {out}")
 print("paper, Market-1501 (rank-1, mAP):", {row: paper.TABLE1[row] for row in configs},
       "delta", paper.delta("last_stride", "label_smoothing"))
 
@@ -63,10 +62,14 @@ print("paper, Market-1501 (rank-1, mAP):", {row: paper.TABLE1[row] for row in co
 # `build_backbone` hands the first block of `layer4` to this function. In a torchvision Bottleneck the stride
 # sits on the 3x3 `conv2` and on the 1x1 `downsample` conv of the shortcut; both must change, or the two
 # branches of the residual sum would disagree in size. No dilation: the receptive field of a `layer4`
-# output shrinks a little, the map gets finer.
+# output shrinks a little, the map gets finer. The CPU and smoke profiles train an ImageNet MobileNetV2; its last
+# stride-2 block (`features[14]`) has a stride only on its depthwise 3x3 conv (a block that changes size has
+# no residual shortcut), so that one conv changes.
 
 # %%
 show(_set_resnet_last_stride)
+if cfg.backbone == "mobilenet_v2":
+    show(_set_mobilenet_last_stride)
 
 # %% [markdown]
 # ## Check on a toy tensor: map size, multiply-adds, parameters
@@ -83,9 +86,12 @@ def measure(backbone: str, image_size: tuple[int, int], stride: int) -> dict:
     x = torch.zeros(8, 3, *image_size)
     with torch.no_grad():
         model(x)  # warm up
-        start = time.perf_counter()
-        model(x)
-        ms = 1000 * (time.perf_counter() - start) / len(x)
+        seconds = []
+        for _ in range(3):
+            start = time.perf_counter()
+            model(x)
+            seconds.append(time.perf_counter() - start)
+    ms = 1000 * min(seconds) / len(x)  # the least disturbed of three
     return {"backbone": backbone, "input": f"{image_size[0]}x{image_size[1]}", "last_stride": stride,
             "feature map": f"{h}x{w}", "positions": h * w, "GMACs": count_flops(model, image_size) / 1e9,
             "params (M)": sum(p.numel() for n, p in model.named_parameters() if "classifier" not in n) / 1e6,
@@ -102,23 +108,24 @@ for (b, size), group in toy.groupby(["backbone", "input"], sort=False):
 toy.round(3)
 
 # %% [markdown]
-# Only `layer4` runs at the larger resolution, so the FLOPs grow by far less than 4x, but not by "very little"
-# either: ResNet-50 at 256x128 goes from about 2.7 to 4.1 GMACs (+52%). `layer4` is about a sixth of the
-# network's work at stride 2 and costs 4x at stride 1. The time per image on a CPU rises by less than that
-# (fixed costs, small maps); on a GPU at batch 64 the difference is smaller still.
+# Only `layer4` runs at the larger resolution, so the multiply-adds grow by far less than 4x, but not by a
+# little either: ResNet-50 at 256x128 goes from 2.67 to 4.05 G (+52%). `layer4` is a fifth of the work at
+# stride 2 (0.53 G) and nearly half at stride 1 (1.91 G). Time per image follows less closely: small maps
+# leave a CPU or GPU partly idle, so measure on your own hardware (the column above is one CPU measurement,
+# noisy on a shared machine).
 
 # %% [markdown]
 # ## Train with and without the trick
 #
 # `label_smoothing` (stride 2, the row above) and `last_stride` (stride 1) differ in this one field. Both are
 # trained (or reused from an earlier notebook's run folder) under the profile above; on a CPU that is a small
-# ResNet on the synthetic set, so the numbers are not Market's. Compare the *direction* of the change, and
-# remember the paper's own run-to-run noise of about 1 point.
+# network at a small input on the synthetic set, so the numbers are not Market's. Compare the *direction* of
+# the change, and remember the paper's own run-to-run noise of about 1 point.
 
 # %%
 assert {k for k, v in configs["last_stride"].to_dict().items() if configs["label_smoothing"].to_dict()[k] != v} \
     == {"last_stride"}
-df = train_and_compare(configs, runs, paper=paper.TABLE1)
+df = train_and_compare(configs, out, paper=paper.TABLE1)
 df["d_rank1"], df["d_mAP"] = df["rank1"].diff(), df["mAP"].diff()
 df[["rank1", "mAP", "mINP", "d_rank1", "d_mAP", "paper_rank1", "paper_mAP", "train_seconds"]].round(2)
 
@@ -126,7 +133,7 @@ df[["rank1", "mAP", "mINP", "d_rank1", "d_mAP", "paper_rank1", "paper_mAP", "tra
 fig = plot_comparison(df)
 fig.suptitle(f"last stride on {cfg.dataset} ({chosen} profile) beside the paper's Market-1501")
 savefig(fig, "last_stride", out)
-df.to_csv(out / "last_stride.csv")
+df.drop(columns="run_dir").to_csv(out / "comparison.csv")
 fig
 
 # %% [markdown]
@@ -138,17 +145,16 @@ plot_run_losses({name: row.run_dir for name, row in df.iterrows()})
 
 # %% [markdown]
 # **Reading the result.** The paper's gain (+1.4 mAP on Market at 256x128) comes from a finer 16x8 map of a
-# pretrained ResNet-50. At the CPU profile's small input the stride-2 map is tiny (a 128x64 image gives 4x2),
-# so stride 1 should matter at least as much here; on the other hand a small synthetic set trained for a few
-# epochs is noisy, so a change of a point or two in either direction is within noise. Run it with
+# pretrained ResNet-50. At the CPU profile's small input the stride-2 map is tiny (the toy table: 2x1 for a
+# 64x32 image, so global pooling averages two positions), so stride 1 might matter even more here; on the other
+# hand a few epochs on a small synthetic set are noisy, so a change of a point or two either way is noise. Run it with
 # `profile="full"` on a GPU with Market-1501 to see the paper's setting.
 #
 # ## Questions / try it
 #
 # 1. Why must the 1x1 `downsample` conv of the shortcut change its stride together with `conv2`? What error
 #    would you get if it did not?
-# 2. The FLOPs rose by far less than 4x. Using the table above, what share of ResNet-50's multiply-adds sit in
-#    `layer4` at stride 2?
+# 2. In `layer4[0]` one conv costs the same at stride 1 and 2. Which one, and why? (Print the block.)
 # 3. Re-run the toy check with `image_size=(384, 128)`. Does the relative cost of stride 1 change?
 # 4. The paper keeps global *average* pooling. With a 16x8 map, try max pooling instead (edit
 #    `ReidModel.extract` in a copy): does the finer map help max pooling more or less?

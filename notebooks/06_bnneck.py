@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 06 BNNeck
 #
-# **The claim (CVPRW Sec. 3.5, TMM Sec. III).** The ID loss (softmax cross-entropy) separates identities by
+# **The claim (CVPRW Sec. 3.5, Table 1; TMM Table III).** The ID loss (softmax cross-entropy) separates identities by
 # *angle*: its classes are hyperplanes through the origin. The triplet loss separates them by *Euclidean
 # distance*. Trained on one feature, the two pull in different directions. BNNeck puts one BatchNorm1d between
 # them: the pooled feature **f_t** takes the triplet loss, the normalised **f_i = BN(f_t)** feeds the
@@ -33,11 +33,11 @@ smoke: bool = False  # True: seconds on a CPU (SMOKE_PROFILE on synthetic_small)
 dataset: str = ""  # "": reidlab.notebook.default_dataset() (Market-1501 when prepared, else synthetic)
 device: str = "auto"
 profile: str = "auto"  # "full" (the paper's recipe), "cpu" (CPU_PROFILE), "auto": full with CUDA + Market
-out_dir: str = "results/notebooks/06_bnneck"  # tables and figures; relative to the repository root
-runs_dir: str = ""  # "": <out_dir>/../runs, shared with notebooks 05-08 so a row is trained once
+out_dir: str = "results/notebooks/06_bnneck"  # run folders, tables, figures; from the repo root
 all_necks: bool = False  # True: all seven necks of TMM Table III (default: all with profile "full", else 3)
 
 # %%
+# %matplotlib inline
 from pathlib import Path
 
 import pandas as pd
@@ -57,20 +57,22 @@ from reidlab.viz import plot_angle_vs_distance, plot_feature_norms, savefig
 chosen = pick_profile(profile, smoke)
 out = resolve(out_dir)
 out.mkdir(parents=True, exist_ok=True)
-runs = resolve(runs_dir) if runs_dir else out.parent / "runs"
 configs = {row: run_config(row, profile, dataset, device, smoke=smoke) for row in ("last_stride", "bnneck")}
 cfg = configs["bnneck"]
 necks = list(NECKS) if all_necks or chosen == "full" else ["neck3", "bnneck3", "bnneck"]
 print(f"profile {chosen}: {cfg.backbone}, {cfg.image_size[0]}x{cfg.image_size[1]}, {cfg.epochs} epochs, "
-      f"dataset {cfg.dataset}; necks {necks}; runs in {runs}")
+      f"dataset {cfg.dataset}; necks {necks}; runs in {out}")
 print("paper, Market-1501 (rank-1, mAP):", {row: paper.TABLE1[row] for row in configs},
       "delta", paper.delta("bnneck", "last_stride"))
 
 
 def trained_dir(run_dir) -> Path:
-    """The folder holding a run's checkpoint: train_runs copies a finished run without it and notes its source."""
-    note = Path(run_dir) / "reused_from.txt"
-    return Path(note.read_text().strip()) if note.exists() else Path(run_dir)
+    """The folder holding a run's checkpoint: train_runs copies a finished run from another notebook's folder
+    without it and writes where it came from into reused_from.txt (followed here, copy after copy)."""
+    run_dir = Path(run_dir)
+    while (run_dir / "reused_from.txt").exists() and not (run_dir / "checkpoint.pt").exists():
+        run_dir = Path((run_dir / "reused_from.txt").read_text().strip())
+    return run_dir
 
 
 # %% [markdown]
@@ -103,7 +105,8 @@ with torch.no_grad():
 def describe(f: torch.Tensor) -> dict:
     norms = f.norm(dim=1)
     return {"mean L2 norm": norms.mean().item(), "norm C.V.": (norms.std() / norms.mean()).item(),
-            "mean |per-dim mean|": f.mean(0).abs().mean().item(), "mean per-dim std": f.std(0, unbiased=False).mean().item(),
+            "mean |per-dim mean|": f.mean(0).abs().mean().item(),
+            "mean per-dim std": f.std(0, unbiased=False).mean().item(),
             "share of entries < 0": (f < 0).float().mean().item()}
 
 
@@ -118,11 +121,12 @@ toy_stats.round(4)
 # ## Train with and without BNNeck
 #
 # `last_stride` (Neck3 in TMM's terms: ID + triplet on one feature f, classifier with bias) against `bnneck`.
-# Trained (or reused from notebook 05's runs) under the profile above. On a CPU this is a small ResNet on
-# the synthetic set: compare the direction, not the level, and keep the paper's ~1 point noise in mind.
+# Trained (or reused from notebook 05's runs) under the profile above. On a CPU this is a small network at a
+# small input on the synthetic set: compare the direction, not the level, and keep the paper's ~1 point noise
+# in mind.
 
 # %%
-df = train_and_compare(configs, runs, paper=paper.TABLE1)
+df = train_and_compare(configs, out, paper=paper.TABLE1)
 df["d_rank1"], df["d_mAP"] = df["rank1"].diff(), df["mAP"].diff()
 df[["rank1", "mAP", "mINP", "d_rank1", "d_mAP", "paper_rank1", "paper_mAP", "train_seconds"]].round(2)
 
@@ -130,7 +134,7 @@ df[["rank1", "mAP", "mINP", "d_rank1", "d_mAP", "paper_rank1", "paper_mAP", "tra
 fig = plot_comparison(df)
 fig.suptitle(f"BNNeck on {cfg.dataset} ({chosen} profile) beside the paper's Market-1501")
 savefig(fig, "bnneck", out)
-df.to_csv(out / "bnneck.csv")
+df.drop(columns="run_dir").to_csv(out / "comparison.csv")
 fig
 
 # %% [markdown]
@@ -176,7 +180,8 @@ fig
 # One trained BNNeck model scored four ways, plus the model without BNNeck (f). "Euclidean" is the distance
 # of the raw features; "cosine" is 1 - cos (the same ranking as Euclidean after L2 normalisation). The paper,
 # on Market: f_t 94.2 / 85.5 (Euclidean) and 94.2 / 85.7 (cosine); f_i 93.8 / 83.7 and **94.1 / 85.7**; f 92.0 /
-# 81.7. f_i needs cosine: its norm carries little identity information. f_t is nearly indifferent.
+# 81.7. f_i was shaped by an angular loss, so its direction carries the identity and its length mostly does
+# not: compare it by angle. f_t, shaped by Euclidean distances, is nearly indifferent to the choice.
 
 # %%
 rows = []
@@ -210,8 +215,8 @@ table2.round(2)
 # %%
 same_as_row = {"neck3": "last_stride", "bnneck": "bnneck"}
 neck_configs = {n: run_config(same_as_row.get(n, f"tmm_{n}"), profile, dataset, device, smoke=smoke) for n in necks}
-neck_df = train_and_compare(neck_configs, runs, paper=paper.NECKS)
-neck_df.to_csv(out / "necks.csv")
+neck_df = train_and_compare(neck_configs, out, paper=paper.NECKS)
+neck_df.drop(columns="run_dir").to_csv(out / "necks.csv")
 neck_df[["rank1", "mAP", "mINP", "paper_rank1", "paper_mAP", "train_seconds"]].round(2)
 
 # %%
@@ -229,7 +234,7 @@ plot_run_losses({n: neck_df.loc[n, "run_dir"] for n in necks if n in ("neck3", "
 
 # %% [markdown]
 # **Reading the result.** On Market with a pretrained ResNet-50, BNNeck is the largest step of Table 1. Here,
-# with a small network trained from scratch for a few epochs on synthetic data, look for the same signs rather
+# with a small network trained for a few epochs on small synthetic images, look for the same signs rather
 # than the same size: f_t >= 0 in one orthant and f_i centred; f_i scoring better by cosine than by raw
 # Euclidean distance; BNNeck at or above Neck3. Single runs differ by a point or more from noise alone.
 #

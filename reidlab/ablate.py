@@ -26,6 +26,8 @@ from reidlab.paths import DATA_ROOT, REPO_ROOT, resolve
 EXPERIMENT = REPO_ROOT / "notebooks" / "experiment.ipynb"
 PROFILES = ("auto", "cpu", "full", "smoke")
 KERNEL = "python3"
+# the kernel's own log (a warning per start about its local TCP sockets) would bury the progress bar
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 # fields that do not change what a run computes: a finished run made with other values still counts
 IGNORED_FIELDS = ("progress", "num_workers", "device", "checkpoint_every")
 
@@ -316,7 +318,8 @@ def execute_run(run: Run, folder: Path, notebook: Path, kernel_name: str) -> Non
         return
     papermill.execute_notebook(str(notebook), str(folder / notebook.name),
                                parameters={**run.parameters, "out_dir": str(folder)},
-                               kernel_name=kernel_name, progress_bar=False, cwd=str(REPO_ROOT))
+                               kernel_name=kernel_name, progress_bar=False, cwd=str(REPO_ROOT),
+                               extra_arguments=KERNEL_ARGUMENTS)
 
 
 def describe_error(e: BaseException) -> str:

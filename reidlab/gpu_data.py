@@ -113,13 +113,13 @@ class AugmentParams(NamedTuple):
 
 
 def draw_augment_params(n: int, image_size: tuple[int, int], generator: torch.Generator | None = None,
-                        erase_p: float = ERASE_P, device: torch.device | str = "cpu") -> AugmentParams:
+                        erase_p: float = ERASE_P, device: torch.device | str = "cpu", pad: int = PAD) -> AugmentParams:
     """Draw flips, crop offsets and erasing boxes for n samples, all at once (static shapes)."""
     H, W = image_size
     kw = dict(generator=generator, device=device)
     flip = torch.rand(n, **kw) < 0.5
-    top = torch.randint(0, 2 * PAD + 1, (n,), **kw)
-    left = torch.randint(0, 2 * PAD + 1, (n,), **kw)
+    top = torch.randint(0, 2 * pad + 1, (n,), **kw)
+    left = torch.randint(0, 2 * pad + 1, (n,), **kw)
     # random erasing's rejection sampling, all 100 attempts at once; the first box that fits wins
     lo, hi = ERASE_AREA
     # S_e ~ U(s_l, s_h) * S, r_e ~ U(r_1, 1 / r_1)
@@ -141,7 +141,7 @@ def draw_augment_params(n: int, image_size: tuple[int, int], generator: torch.Ge
 
 def augment_batch(images: torch.Tensor, params: AugmentParams, fill: Sequence[float] | torch.Tensor = MEAN,
                   mean: Sequence[float] | torch.Tensor = MEAN,
-                  std: Sequence[float] | torch.Tensor = STD) -> torch.Tensor:
+                  std: Sequence[float] | torch.Tensor = STD, pad: int = PAD) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> flipped, padded + cropped, normalised, erased float32 (B, 3, H, W).
 
     `fill` is the value erasing writes into the normalised tensor (reidlab.transforms.erase_value). Pass
@@ -153,8 +153,8 @@ def augment_batch(images: torch.Tensor, params: AugmentParams, fill: Sequence[fl
                          f"{tuple(images.shape)}; pass the output of decode_images")
     B, C, H, W = images.shape
     dev = images.device
-    rows = params.top[:, None] - PAD + torch.arange(H, device=dev)  # (B, H): row in the unpadded image
-    cols = params.left[:, None] - PAD + torch.arange(W, device=dev)  # (B, W): column in the flipped image
+    rows = params.top[:, None] - pad + torch.arange(H, device=dev)  # (B, H): row in the unpadded image
+    cols = params.left[:, None] - pad + torch.arange(W, device=dev)  # (B, W): column in the flipped image
     inside = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]  # (B, H, W)
     # flipped[y, c] = image[y, W - 1 - c]
     cols = torch.where(params.flip[:, None], W - 1 - cols, cols)
@@ -207,6 +207,7 @@ class GpuTrainBatches:
         self.batch_size = getattr(sampler, "batch_size", cfg.P * cfg.K)
         self.image_size = tuple(cfg.image_size)
         self.erase_p = ERASE_P if cfg.random_erasing else 0.0
+        self.pad = cfg.padding
         # constants on the device once (see augment_batch)
         self.fill, self.mean, self.std = (torch.tensor(v, dtype=torch.float32, device=self.device)
                                           for v in (erase_value(cfg), MEAN, STD))
@@ -227,8 +228,9 @@ class GpuTrainBatches:
         n = len(order) // self.batch_size
         batches = torch.tensor(order[: n * self.batch_size], dtype=torch.long, device=self.device)
         for idx in batches.view(n, self.batch_size):  # (num_batches, B) -> (B,)
-            params = draw_augment_params(len(idx), self.image_size, self.generator, self.erase_p, self.device)
-            x = augment_batch(self.images[idx], params, self.fill, self.mean, self.std)
+            params = draw_augment_params(len(idx), self.image_size, self.generator, self.erase_p, self.device,
+                                         self.pad)
+            x = augment_batch(self.images[idx], params, self.fill, self.mean, self.std, self.pad)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.pids[idx], self.camids[idx]

