@@ -8,6 +8,7 @@ from PIL import Image
 
 from reidlab.config import Config
 from reidlab.paths import resolve
+from reidlab.pretrained import describe_problems, state_dict_problems
 from reidlab.train import CHECKPOINT, pick_device
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -17,22 +18,11 @@ class CheckpointMismatch(ValueError):
     pass
 
 
-def describe_mismatch(model: torch.nn.Module, state_dict: dict) -> list[str]:
-    """Every key missing from / unexpected in `state_dict`, and every shape that differs."""
-    own = model.state_dict()
-    problems = [f"missing: {k}" for k in own if k not in state_dict]
-    problems += [f"unexpected: {k}" for k in state_dict if k not in own]
-    problems += [f"shape of {k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-                 for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
-    return problems
-
-
 def load_state_checked(model: torch.nn.Module, state_dict: dict, source: str) -> None:
-    problems = describe_mismatch(model, state_dict)
-    if problems:
-        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+    problems = state_dict_problems(model.state_dict(), state_dict, optional=())
+    if any(problems):
         raise CheckpointMismatch(
-            f"{source} does not match the model built from its config ({len(problems)} differences):\n  {shown}\n"
+            f"{source} does not match the model built from its config: {describe_problems(*problems)}. "
             f"Load it with the config it was trained with (its run folder's config.json).")
     model.load_state_dict(state_dict)
 

@@ -114,21 +114,29 @@ def unwrap_state_dict(obj, source) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], source, name: str) -> None:
-    """Load by name, ignoring head keys; any missing, unexpected or mis-shaped key raises, naming them."""
-    own = module.state_dict()
-    state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
-    # old torchvision checkpoints predate BN's num_batches_tracked counter; it does not change the forward
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+def state_dict_problems(own: dict, state: dict, optional=("num_batches_tracked",)) -> tuple[list, list, list]:
+    """(missing keys, unexpected keys, shape mismatches) of `state` against a module's own state dict."""
+    missing = [k for k in own if k not in state and not k.endswith(optional)]
     unexpected = [k for k in state if k not in own]
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                   for k, v in state.items() if k in own and v.shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        problems = [f"{len(keys)} {kind} ({', '.join(keys[:SHOWN])}{', ...' if len(keys) > SHOWN else ''})"
-                    for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                       ("shape mismatches", mismatched)) if keys]
+    return missing, unexpected, mismatched
+
+
+def describe_problems(missing: list, unexpected: list, mismatched: list) -> str:
+    return "; ".join(f"{len(keys)} {kind} ({', '.join(keys[:SHOWN])}{', ...' if len(keys) > SHOWN else ''})"
+                     for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                        ("shape mismatches", mismatched)) if keys)
+
+
+def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], source, name: str) -> None:
+    """Load by name, ignoring head keys; any missing, unexpected or mis-shaped key raises, naming them."""
+    state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
+    # old torchvision checkpoints predate BN's num_batches_tracked counter; it does not change the forward
+    problems = state_dict_problems(module.state_dict(), state)
+    if any(problems):
         raise PretrainedWeightsError(
-            f"{source} does not fit the {name} backbone: {'; '.join(problems)}. Fix: give a checkpoint of a "
+            f"{source} does not fit the {name} backbone: {describe_problems(*problems)}. Fix: give a checkpoint of a "
             f"{name} in torchvision's layout (fc / classifier keys are ignored), change backbone to match the "
             "checkpoint, or set pretrained=None")
     module.load_state_dict(state, strict=False)
