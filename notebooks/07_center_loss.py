@@ -56,7 +56,7 @@ from reidlab.evaluate import extract_features
 from reidlab.inference import load_run
 from reidlab.loaders import build_test_loader
 from reidlab.losses import CenterLoss, rescale_center_grads
-from reidlab.notebook import pick_profile, plot_comparison, plot_run_losses, run_config, show, train_and_compare
+from reidlab.notebook import pick_profile, plot_comparison, plot_run_losses, run_config, show, train_and_compare, trained_dir
 from reidlab.paths import resolve
 from reidlab.results import intra_inter_ratio, paper_table
 from reidlab.train import compute_losses
@@ -72,15 +72,6 @@ print(f"profile {chosen}: {cfg.backbone}, {cfg.image_size[0]}x{cfg.image_size[1]
       f"dataset {cfg.dataset}; betas {sweep}; runs in {out}")
 print("paper, Market-1501 (rank-1, mAP):", {row: paper.TABLE1[row] for row in configs},
       "delta", paper.delta("center_loss", "bnneck"))
-
-
-def trained_dir(run_dir) -> Path:
-    """The folder holding a run's checkpoint: train_runs copies a finished run from another notebook's folder
-    without it and writes where it came from into reused_from.txt (followed here, copy after copy)."""
-    run_dir = Path(run_dir)
-    while (run_dir / "reused_from.txt").exists() and not (run_dir / "checkpoint.pt").exists():
-        run_dir = Path((run_dir / "reused_from.txt").read_text().strip())
-    return run_dir
 
 
 # %% [markdown]

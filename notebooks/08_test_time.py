@@ -56,7 +56,7 @@ from reidlab.evaluate import compute_distance, evaluate_ranking, extract_feature
 from reidlab.inference import load_run
 from reidlab.loaders import build_test_loader
 from reidlab.model import build_model
-from reidlab.notebook import pick_profile, run_config, show, train_runs
+from reidlab.notebook import pick_profile, run_config, show, train_runs, trained_dir
 from reidlab.paths import resolve
 from reidlab.rerank import re_rank
 from reidlab.viz import plot_rerank_comparison, plot_trick_bars, savefig
@@ -70,15 +70,6 @@ print(f"profile {chosen}: {cfg.backbone}, {cfg.image_size[0]}x{cfg.image_size[1]
       f"dataset {cfg.dataset}; re-ranking k1={k1}, k2={k2}, lambda={lam}; runs in {out}")
 print("paper, Market-1501 (rank-1, mAP): BoT", paper.TABLE1["center_loss"], "+ re-ranking", paper.TABLE1["rerank"],
       "delta", paper.delta("rerank", "center_loss"))
-
-
-def trained_dir(run_dir) -> Path:
-    """The folder holding a run's checkpoint: train_runs copies a finished run from another notebook's folder
-    without it and writes where it came from into reused_from.txt (followed here, copy after copy)."""
-    run_dir = Path(run_dir)
-    while (run_dir / "reused_from.txt").exists() and not (run_dir / "checkpoint.pt").exists():
-        run_dir = Path((run_dir / "reused_from.txt").read_text().strip())
-    return run_dir
 
 
 # %% [markdown]

@@ -57,7 +57,7 @@ from reidlab.evaluate import extract_features
 from reidlab.inference import load_run
 from reidlab.loaders import build_test_loader
 from reidlab.model import ReidModel
-from reidlab.notebook import find_finished_run, pick_profile, run_config, show, train_runs
+from reidlab.notebook import find_finished_run, pick_profile, run_config, show, train_runs, trained_dir
 from reidlab.paths import resolve
 from reidlab.train import compute_losses
 from reidlab.viz import (PAPER_NORM_MEANS, plot_angle_vs_distance, plot_embeddings_2d, plot_feature_norms,
@@ -74,12 +74,6 @@ curve_configs = {neck: run_config(f"tmm_{neck}", profile, dataset, device, smoke
                                   log_iterations=log_iterations) for neck in curve_necks}
 print(f"profile {chosen}: {bnneck_cfg.backbone}, {bnneck_cfg.image_size[0]}x{bnneck_cfg.image_size[1]}, dataset "
       f"{bnneck_cfg.dataset}; loss curves: {epochs} epoch(s) per neck; runs in {runs}")
-
-
-def trained_dir(run_dir) -> Path:
-    """The folder holding a run's checkpoint: train_runs copies a finished run without it and notes its source."""
-    note = Path(run_dir) / "reused_from.txt"
-    return Path(note.read_text().strip()) if note.exists() else Path(run_dir)
 
 
 # %% [markdown]

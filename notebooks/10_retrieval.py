@@ -52,7 +52,7 @@ from reidlab.datasets import load_dataset
 from reidlab.evaluate import compute_distance, evaluate_ranking, extract_features
 from reidlab.inference import load_run
 from reidlab.loaders import build_test_loader
-from reidlab.notebook import pick_profile, run_config, show, train_runs
+from reidlab.notebook import pick_profile, run_config, show, train_runs, trained_dir
 from reidlab.paths import resolve
 from reidlab.rerank import re_rank
 from reidlab.viz import plot_cmc, plot_ranked_comparison, plot_ranked_lists, plot_rerank_comparison, savefig
@@ -69,12 +69,6 @@ print(f"profile {chosen}: {cfg.backbone}, {cfg.image_size[0]}x{cfg.image_size[1]
       f"dataset {cfg.dataset}; runs in {runs}")
 print("paper, Market-1501 (rank-1, mAP):", {row: paper.TABLE1.get(row) for row in rows},
       "full model + re-ranking:", paper.TABLE1["rerank"])
-
-
-def trained_dir(run_dir) -> Path:
-    """The folder holding a run's checkpoint: train_runs copies a finished run without it and notes its source."""
-    note = Path(run_dir) / "reused_from.txt"
-    return Path(note.read_text().strip()) if note.exists() else Path(run_dir)
 
 
 # %% [markdown]

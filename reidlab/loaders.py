@@ -106,9 +106,13 @@ def build_train_loader(train_records: Sequence[Record], cfg, seed: int | None = 
     )
 
 
-def build_test_loader(records: Sequence[Record], cfg, batch_size: int = 128) -> DataLoader:
-    """Query or gallery images in their given order, test transform (resize, normalise)."""
+def build_test_loader(records: Sequence[Record], cfg, batch_size: int = 128, workers: int | None = None) -> DataLoader:
+    """Query or gallery images in their given order, test transform (resize, normalise).
+
+    `workers` defaults to cfg.num_workers; 0 decodes in this process.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
     return DataLoader(ImageDataset(records, build_test_transform(cfg)), batch_size=batch_size, shuffle=False,
-                      num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+                      num_workers=cfg.num_workers if workers is None else workers,
+                      pin_memory=torch.cuda.is_available())

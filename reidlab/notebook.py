@@ -254,3 +254,12 @@ def plot_image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols
         if titles is not None:
             axis.set_title(titles[i], fontsize=7)
     return fig
+
+
+def trained_dir(run_dir) -> Path:
+    """The folder holding a run's checkpoint: train_runs copies a finished run from another notebook's folder
+    without it and writes where it came from into reused_from.txt (followed here, copy after copy)."""
+    run_dir = Path(run_dir)
+    while (run_dir / "reused_from.txt").exists() and not (run_dir / "checkpoint.pt").exists():
+        run_dir = Path((run_dir / "reused_from.txt").read_text().strip())
+    return run_dir

@@ -197,8 +197,11 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         }, ckpt_path)
 
     def evaluate() -> dict:
-        query = build_test_loader(dataset.query, cfg)
-        gallery = build_test_loader(dataset.gallery, cfg)
+        # on a CPU the model is the bottleneck: decoding in this process avoids forking beside the training
+        # loader's persistent workers (whose copies then warn when garbage-collected in the child)
+        workers = 0 if device.type == "cpu" else cfg.num_workers
+        query = build_test_loader(dataset.query, cfg, workers=workers)
+        gallery = build_test_loader(dataset.gallery, cfg, workers=workers)
         metrics, _ = evaluate_model(model, query, gallery, cfg, device)
         return metrics
 
