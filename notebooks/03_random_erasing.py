@@ -40,7 +40,7 @@ import torch
 
 from reidlab.datasets import load_dataset
 from reidlab.loaders import read_image
-from reidlab.notebook import (pick_profile, plot_comparison, plot_image_grid, plot_run_losses, run_config,
+from reidlab.notebook import (trick_delta, pick_profile, plot_comparison, plot_image_grid, plot_run_losses, run_config,
                               show, train_and_compare)
 from reidlab.paper import TABLE1 as PAPER
 from reidlab.paper import delta
@@ -120,13 +120,7 @@ df = train_and_compare(configs, out_dir, paper=PAPER)
 df.drop(columns="run_dir").round(1)
 
 # %%
-table = pd.DataFrame({
-    "this run": df.loc[trick, ["rank1", "mAP"]].to_numpy() - df.loc[previous, ["rank1", "mAP"]].to_numpy(),
-    "paper (Market-1501)": delta(trick, previous),
-}, index=["rank-1 change", "mAP change"]).round(1)
-table.to_csv(resolve(out_dir) / "delta.csv")
-df.drop(columns="run_dir").to_csv(resolve(out_dir) / "comparison.csv")
-table
+trick_delta(df, trick, previous, out_dir)
 
 # %%
 plot_comparison(df)

@@ -42,11 +42,10 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from reidlab.losses import cross_entropy_smooth
-from reidlab.notebook import (pick_profile, plot_comparison, plot_run_losses, run_config, show,
+from reidlab.notebook import (trick_delta, pick_profile, plot_comparison, plot_run_losses, run_config, show,
                               train_and_compare)
 from reidlab.paper import TABLE1 as PAPER
 from reidlab.paper import delta
-from reidlab.paths import resolve
 
 previous, trick = "random_erasing", "label_smoothing"  # Table 1 rows: the trick on top of the row above it
 configs = {name: run_config(name, profile, dataset, device, smoke=smoke) for name in (previous, trick)}
@@ -123,13 +122,7 @@ df = train_and_compare(configs, out_dir, paper=PAPER)
 df.drop(columns="run_dir").round(1)
 
 # %%
-table = pd.DataFrame({
-    "this run": df.loc[trick, ["rank1", "mAP"]].to_numpy() - df.loc[previous, ["rank1", "mAP"]].to_numpy(),
-    "paper (Market-1501)": delta(trick, previous),
-}, index=["rank-1 change", "mAP change"]).round(1)
-table.to_csv(resolve(out_dir) / "delta.csv")
-df.drop(columns="run_dir").to_csv(resolve(out_dir) / "comparison.csv")
-table
+trick_delta(df, trick, previous, out_dir)
 
 # %%
 plot_comparison(df)

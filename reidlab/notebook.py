@@ -263,3 +263,17 @@ def trained_dir(run_dir) -> Path:
     while (run_dir / "reused_from.txt").exists() and not (run_dir / "checkpoint.pt").exists():
         run_dir = Path((run_dir / "reused_from.txt").read_text().strip())
     return run_dir
+
+
+def trick_delta(df: pd.DataFrame, trick: str, previous: str, out_dir: str | Path) -> pd.DataFrame:
+    """What adding `trick` to `previous` changed here, beside the paper's change; written to out_dir as
+    delta.csv (and the runs' table as comparison.csv)."""
+    from reidlab.paper import delta
+
+    table = pd.DataFrame({
+        "this run": df.loc[trick, ["rank1", "mAP"]].to_numpy() - df.loc[previous, ["rank1", "mAP"]].to_numpy(),
+        "paper (Market-1501)": delta(trick, previous),
+    }, index=["rank-1 change", "mAP change"]).round(1)
+    table.to_csv(resolve(out_dir) / "delta.csv")
+    df.drop(columns="run_dir").to_csv(resolve(out_dir) / "comparison.csv")
+    return table

@@ -1,4 +1,8 @@
 """Shared fixtures: tiny datasets made on the fly (never real people)."""
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -41,3 +45,11 @@ def write_market_layout(root, num_train_ids=6, num_test_ids=4, per_cam=2, cams=(
 @pytest.fixture(scope="session")
 def tiny_market(tmp_path_factory):
     return write_market_layout(tmp_path_factory.mktemp("tiny_market"))
+
+
+def load_fakes():
+    """tests/fixtures/reid_fakes.py: generated runs (never real people) for the plot and browser tests."""
+    spec = importlib.util.spec_from_file_location("reid_fakes", Path(__file__).parent / "fixtures" / "reid_fakes.py")
+    module = sys.modules.setdefault("reid_fakes", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module

@@ -1,20 +1,11 @@
 """QueryBrowser without a browser: build it on generated runs, set widget values, read tiles and captions."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import comm
 import numpy as np
 import pytest
+from conftest import load_fakes
 
 from reidlab.browser import QueryBrowser, RunView, ThumbnailCache, Tile
-
-
-def load_fakes():
-    spec = importlib.util.spec_from_file_location("reid_fakes", Path(__file__).parent / "fixtures" / "reid_fakes.py")
-    module = sys.modules.setdefault("reid_fakes", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(module)
-    return module
 
 
 fakes = load_fakes()

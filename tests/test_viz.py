@@ -1,24 +1,15 @@
 """Each plot on generated data writes a PNG and a PDF, and draws what it was given (checked on the artists)."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_fakes
 from matplotlib.colors import to_hex
 
 matplotlib.use("Agg")
 from reidlab import viz  # noqa: E402
-
-
-def load_fakes():
-    spec = importlib.util.spec_from_file_location("reid_fakes", Path(__file__).parent / "fixtures" / "reid_fakes.py")
-    module = sys.modules.setdefault("reid_fakes", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(module)
-    return module
 
 
 fakes = load_fakes()
