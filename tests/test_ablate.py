@@ -9,7 +9,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from reidlab import ablate
 from reidlab.ablate import GridError, build_config, plan_grid, run_grid
-from reidlab.config import PRESETS, SMOKE_PROFILE
+from reidlab.config import CPU_PROFILE, PRESETS, SMOKE_PROFILE
 from reidlab.grids import GRIDS
 
 # the smallest runs that still train and evaluate: one epoch at 32 x 16
@@ -174,7 +174,9 @@ def test_every_named_grid_plans(tmp_path):
     assert [r.name for r in tricks] == ["untrained", *list(PRESETS)[:7]]
     assert tricks[-1].config == PRESETS["center_loss"].replace(**SMOKE_PROFILE, progress=False, rerank=True)
     sizes = {r.name: r.config.image_size for r in plan_grid("image_size", profile="cpu", dataset="synthetic")}
-    assert sizes["256x128"] == (128, 64) and sizes["224x224"] == (112, 112)  # cpu profile: half the paper's
+    scale = CPU_PROFILE["image_size"][0] / 256  # the cpu profile scales the paper's sizes by its height / 256
+    assert sizes["256x128"] == tuple(CPU_PROFILE["image_size"])
+    assert sizes["224x224"] == (round(224 * scale),) * 2 and sizes["384x192"] == (round(384 * scale), round(192 * scale))
     with pytest.raises(GridError, match="--test-dataset"):
         plan_grid("cross_domain", dataset="synthetic", profile="cpu")
 
