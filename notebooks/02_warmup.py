@@ -35,8 +35,8 @@ profile: str = "auto"  # "auto", "full", "cpu" or "smoke"
 import numpy as np
 
 from reidlab import PRESETS
-from reidlab.notebook import (trick_delta, pick_profile, plot_comparison, plot_run_losses, run_config, show,
-                              train_and_compare, warm_epochs)
+from reidlab.notebook import (pick_profile, plot_comparison, plot_run_losses, run_config, show, train_and_compare,
+                              trick_delta, warm_epochs)
 from reidlab.paper import TABLE1 as PAPER
 from reidlab.paper import delta
 from reidlab.schedule import lr_at

@@ -40,8 +40,8 @@ import torch
 
 from reidlab.datasets import load_dataset
 from reidlab.loaders import read_image
-from reidlab.notebook import (trick_delta, pick_profile, plot_comparison, plot_image_grid, plot_run_losses, run_config,
-                              show, train_and_compare)
+from reidlab.notebook import (pick_profile, plot_comparison, plot_image_grid, plot_run_losses, run_config, show,
+                              train_and_compare, trick_delta)
 from reidlab.paper import TABLE1 as PAPER
 from reidlab.paper import delta
 from reidlab.paths import resolve

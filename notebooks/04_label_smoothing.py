@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from reidlab.losses import cross_entropy_smooth
-from reidlab.notebook import (trick_delta, pick_profile, plot_comparison, plot_run_losses, run_config, show,
-                              train_and_compare)
+from reidlab.notebook import (pick_profile, plot_comparison, plot_run_losses, run_config, show, train_and_compare,
+                              trick_delta)
 from reidlab.paper import TABLE1 as PAPER
 from reidlab.paper import delta
 
