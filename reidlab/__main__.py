@@ -5,25 +5,15 @@ import argparse
 import json
 import sys
 
-from reidlab.config import CPU_PROFILE, PRESETS, Config, check_keys
+from reidlab import config
+from reidlab.config import CPU_PROFILE, PRESETS, Config
 
 
 def parse_sets(pairs: list[str]) -> dict:
-    """`key=value` pairs; values are read as JSON when they parse (numbers, true/false, lists), else strings."""
-    values = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
-        key, raw = pair.split("=", 1)
-        try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key] = None if raw in ("None", "null") else raw
     try:
-        check_keys(values)
+        return config.parse_sets(pairs)
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    return values
 
 
 def build_config(preset: str, profile: str, sets: list[str]) -> Config:

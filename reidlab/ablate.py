@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reidlab.config import CPU_PROFILE, FIELD_NAMES, PRESETS, SMOKE_PROFILE, Config, check_keys
+from reidlab.config import CPU_PROFILE, FIELD_NAMES, PRESETS, SMOKE_PROFILE, Config, check_keys, parse_sets
 from reidlab.grids import UNTRAINED, build_grid
 from reidlab.paths import DATA_ROOT, REPO_ROOT, resolve
 
@@ -384,12 +384,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args) -> int:
-    from reidlab.__main__ import parse_sets
-
     try:
         report = run_grid(args.grid, dataset=args.dataset, seeds=args.seeds, sets=parse_sets(args.set),
                           out=args.out, profile=args.profile, force=args.force, test_dataset=args.test_dataset)
-    except GridError as e:
+    except (GridError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.summary())

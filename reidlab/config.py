@@ -171,6 +171,22 @@ def check_keys(values: dict[str, Any], valid: tuple[str, ...] = FIELD_NAMES) -> 
             raise ValueError(f"unknown config key {key!r}{hint}")
 
 
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs (the command line's --set); values are read as JSON when they parse (numbers,
+    true/false, lists), else strings. Raises ValueError for a pair without "=" or an unknown key."""
+    values = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = None if raw in ("None", "null") else raw
+    check_keys(values)
+    return values
+
 # --- presets named after the paper's rows ---------------------------------------------------------
 # CVPRW Table 1: each row adds one trick to the row above.
 TRICKS = ("warmup", "random_erasing", "label_smoothing", "last_stride", "bnneck", "center_loss")

