@@ -85,8 +85,11 @@ def build_config(preset: str, profile: str = "auto", overrides: dict | None = No
 def evaluate_split(model, cfg: Config, dataset, device) -> dict:
     """Metrics (percent) of `model` on a dataset's query / gallery, scored as cfg says."""
     from reidlab.evaluate import evaluate_model
+    from reidlab.gpu_eval import evaluate_on_device
     from reidlab.loaders import build_test_loader
 
+    if cfg.data_path == "gpu":
+        return evaluate_on_device(model, cfg, dataset, device)[0]
     query, gallery = build_test_loader(dataset.query, cfg), build_test_loader(dataset.gallery, cfg)
     metrics, _ = evaluate_model(model, query, gallery, cfg, device)
     return metrics

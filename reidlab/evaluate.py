@@ -273,7 +273,15 @@ def evaluate_model(model, query_loader, gallery_loader, cfg, device):
                                             progress=progress)
     gf, g_pids, g_camids = extract_features(model, gallery_loader, device, flip=cfg.flip_test, amp=amp,
                                             progress=progress)
-    qf, gf = qf.to(device), gf.to(device)
+    return score_features(qf.to(device), q_pids, q_camids, gf.to(device), g_pids, g_camids, cfg)
+
+
+def score_features(qf, q_pids, q_camids, gf, g_pids, g_camids, cfg):
+    """(metrics dict in percent, EvalResult) of query / gallery features, ranked (and re-ranked) on their device.
+
+    What evaluate_model does once it has the features; reidlab.gpu_eval (features from device memory) calls it too.
+    """
+    progress = getattr(cfg, "progress", True)
     distmat = compute_distance(qf, gf, metric=cfg.distance, normalize=cfg.normalize_features)
     result = evaluate_ranking(distmat, q_pids, g_pids, q_camids, g_camids)
     metrics = result.metrics()

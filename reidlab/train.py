@@ -133,6 +133,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     from reidlab.datasets import load_dataset
     from reidlab.distributed import cleanup, setup_distributed, wrap_model
     from reidlab.evaluate import evaluate_model
+    from reidlab.gpu_eval import evaluate_on_device
     from reidlab.loaders import build_test_loader
     from reidlab.model import build_model
     from reidlab.pretrained import ensure_pretrained
@@ -197,6 +198,8 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         }, ckpt_path)
 
     def evaluate() -> dict:
+        if cfg.data_path == "gpu":  # query + gallery decoded once and kept on the device (reidlab.gpu_eval)
+            return evaluate_on_device(model, cfg, dataset, device)[0]
         # on a CPU the model is the bottleneck: decoding in this process avoids forking beside the training
         # loader's persistent workers (whose copies then warn when garbage-collected in the child)
         workers = 0 if device.type == "cpu" else cfg.num_workers
