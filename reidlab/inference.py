@@ -6,12 +6,17 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from reidlab.checkpoints import CHECKPOINT, has_checkpoint, load_checkpoint
 from reidlab.config import Config
 from reidlab.paths import resolve
 from reidlab.pretrained import describe_problems, state_dict_problems
-from reidlab.train import CHECKPOINT, pick_device
+from reidlab.train import pick_device
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+# the Config fields that shape the network: a checkpoint fits only a model built with the same values
+MODEL_FIELDS = ("backbone", "last_stride", "stem_relu", "neck", "bnneck")
 
 
 class CheckpointMismatch(ValueError):
@@ -28,20 +33,30 @@ def load_state_checked(model: torch.nn.Module, state_dict: dict, source: str) ->
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Config]:
-    """The trained model of a run folder (config.json + checkpoint.pt), in eval mode."""
+    """The trained model of a run folder (config.json + checkpoint.pt), in eval mode.
+
+    An unreadable checkpoint.pt falls back to checkpoint.prev.pt (and says so), as resuming does.
+    """
     from reidlab.model import build_model
 
     run_dir = resolve(run_dir)
-    ckpt_path = run_dir / CHECKPOINT
-    if not (run_dir / "config.json").exists() or not ckpt_path.exists():
+    if not (run_dir / "config.json").exists() or not has_checkpoint(run_dir):
         raise FileNotFoundError(f"{run_dir} is not a finished run folder: it needs config.json and {CHECKPOINT} "
                                 f"(written by reidlab.train.fit)")
     cfg = Config.load(run_dir / "config.json")
     dev = pick_device(device)
-    state = torch.load(ckpt_path, map_location=dev, weights_only=False)
+    state, ckpt_path = load_checkpoint(run_dir, map_location=dev)
     # the weights come from the checkpoint: do not look for ImageNet weights again
     model = build_model(cfg.replace(pretrained=None), state["num_classes"]).to(dev)
-    load_state_checked(model, state["model"], str(ckpt_path))
+    try:
+        load_state_checked(model, state["model"], str(ckpt_path))
+    except CheckpointMismatch as e:
+        trained = state.get("config") or {}
+        differ = [f"{k}={trained[k]!r} (config.json: {v!r})" for k, v in cfg.to_dict().items()
+                  if k in trained and trained[k] != v and k in MODEL_FIELDS]
+        if differ:
+            raise CheckpointMismatch(f"{e} The checkpoint was trained with {', '.join(differ)}") from None
+        raise
     return model.eval(), cfg
 
 

@@ -1,7 +1,8 @@
 """The training loop: one explicit function, CPU or GPU, that writes its run folder and resumes.
 
 A run folder holds `config.json`, `history.jsonl` (one line per epoch), `iterations.jsonl` (the first
-`cfg.log_iterations` iterations), `checkpoint.pt` (the last one, written atomically) and `metrics.json`.
+`cfg.log_iterations` iterations), `checkpoint.pt` and `checkpoint.prev.pt` (the last two, written atomically:
+reidlab/checkpoints.py) and `metrics.json`.
 """
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from reidlab.checkpoints import CHECKPOINT, has_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
 from reidlab.config import Config
 from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
 from reidlab.paths import resolve
 from reidlab.schedule import build_optimizer, lr_at, set_lr
-
-CHECKPOINT = "checkpoint.pt"
 
 
 class TrainingDiverged(RuntimeError):
@@ -81,19 +81,16 @@ def build_train_batches(dataset, cfg: Config, device: torch.device, world: int =
     return build_train_loader(dataset.train, cfg, seed=cfg.seed, sampler=sampler)
 
 
-def check_finite(first_bad: torch.Tensor, epoch: int, ckpt_path: Path) -> None:
+def check_finite(first_bad: torch.Tensor, epoch: int, out_dir: Path) -> None:
     step = int(first_bad)
     if step >= 0:
+        kept = (f"its last good checkpoint is kept in {out_dir / CHECKPOINT}" if has_checkpoint(out_dir)
+                else "no checkpoint was written yet")
         raise TrainingDiverged(
-            f"the loss is not finite at epoch {epoch}, step {step}: training diverged. The last good checkpoint "
-            f"is kept in {ckpt_path if ckpt_path.exists() else '(none yet)'}; lower base_lr, use amp='none', "
-            f"or check the data")
-
-
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+            f"the loss is not finite at epoch {epoch}, step {step}: training diverged; {kept}. The same config "
+            f"would resume from it and diverge again: to continue, start over with a lower base_lr (--restart or "
+            f"resume=False, or another out_dir), amp='none' if it was fp16, or check the data "
+            f"(python -m reidlab verify DATASET)")
 
 
 def write_json(obj, path: Path) -> None:
@@ -142,8 +139,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     main_process = rank == 0
     out_dir = resolve(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / CHECKPOINT
-    resuming = resume and ckpt_path.exists()
+    resuming = resume and has_checkpoint(out_dir)
     if resuming:
         check_resume_config(cfg, out_dir)
     if main_process:
@@ -170,7 +166,8 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
 
     start_epoch, iteration = 1, 0
     if resuming:
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # the latest checkpoint, or the previous one when the latest cannot be read (it says so)
+        state, _ = load_checkpoint(out_dir, map_location=device, set_aside=main_process)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if center:
@@ -183,11 +180,12 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     elif main_process:
         for name in ("history.jsonl", "iterations.jsonl", "metrics.json"):
             (out_dir / name).unlink(missing_ok=True)
+        remove_checkpoints(out_dir)  # a fresh run never falls back to an old run's checkpoint
 
-    def save_checkpoint(epoch: int) -> None:
+    def checkpoint(epoch: int) -> None:
         if not main_process:
             return
-        atomic_save({
+        save_checkpoint({
             "epoch": epoch, "iteration": iteration, "config": cfg.to_dict(),
             "num_classes": dataset.num_train_pids,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -195,7 +193,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
             "center_optimizer": center_opt.state_dict() if center else None,
             "scaler": scaler.state_dict(), "sampler": batches.sampler.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-        }, ckpt_path)
+        }, out_dir)
 
     def evaluate() -> dict:
         if cfg.data_path == "gpu":  # query + gallery decoded once and kept on the device (reidlab.gpu_eval)
@@ -225,7 +223,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
             loss = sum(terms.values())
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
             if device.type == "cpu":
-                check_finite(first_bad, epoch, ckpt_path)  # free on a CPU; on a GPU once per epoch (no sync)
+                check_finite(first_bad, epoch, out_dir)  # free on a CPU; on a GPU once per epoch (no sync)
             optimizer.zero_grad(set_to_none=True)
             if center_opt:
                 center_opt.zero_grad(set_to_none=True)
@@ -247,7 +245,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                                         **{k: v.item() for k, v in terms.items()}}) + "\n")
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-        check_finite(first_bad, epoch, ckpt_path)
+        check_finite(first_bad, epoch, out_dir)
         sums = {k: float(v) for k, v in sums.items()}
 
         seconds = time.perf_counter() - started
@@ -261,7 +259,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
             with open(out_dir / "history.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-            save_checkpoint(epoch)
+            checkpoint(epoch)
         if on_epoch_end:
             on_epoch_end(record)
 
