@@ -92,6 +92,9 @@ class Config:
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    # the whole training step as one CUDA graph (reidlab/graph_step.py); eager where it cannot serve (CPU, fp16,
+    # DDP, compile), saying why. The same math as eager, so a run may resume with it flipped
+    cuda_graph: bool = False
     eval_every: int = 0  # 0: evaluate only at the end
     checkpoint_every: int = 10
     log_iterations: int = 0  # log losses of the first N iterations to iterations.jsonl
@@ -102,6 +105,8 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not valid; allowed values: {', '.join(map(repr, allowed))}")
+        if not isinstance(self.cuda_graph, bool):
+            raise ValueError(f"cuda_graph={self.cuda_graph!r} must be true or false")
         positive = ("P", "K", "epochs", "base_lr", "warmup_epochs")
         for name in positive:
             if getattr(self, name) <= 0:

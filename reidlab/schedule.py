@@ -20,12 +20,17 @@ def lr_at(epoch: int, cfg: Config) -> float:
     return cfg.base_lr * factor * cfg.gamma ** bisect.bisect_right(cfg.milestones, epoch)
 
 
-def build_optimizer(params, cfg: Config) -> torch.optim.Adam:
-    """Adam with coupled L2 (weight_decay inside the gradient, not AdamW) on every trainable parameter."""
+def build_optimizer(params, cfg: Config, **options) -> torch.optim.Adam:
+    """Adam with coupled L2 (weight_decay inside the gradient, not AdamW) on every trainable parameter.
+
+    `options` go to torch.optim.Adam (foreach=, fused=: the implementations the GPU check compares)."""
     trainable = [p for p in params if p.requires_grad]
-    return torch.optim.Adam(trainable, lr=lr_at(1, cfg), weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(trainable, lr=lr_at(1, cfg), weight_decay=cfg.weight_decay, **options)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)  # on the device, in place: a captured CUDA graph reads this very tensor
+        else:
+            group["lr"] = lr

@@ -7,6 +7,7 @@ reidlab/checkpoints.py) and `metrics.json`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from reidlab.checkpoints import CHECKPOINT, has_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
 from reidlab.config import Config
+from reidlab.graph_step import graph_step
 from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
 from reidlab.paths import resolve
 from reidlab.schedule import build_optimizer, lr_at, set_lr
@@ -48,7 +50,9 @@ def seed_epoch(seed: int, epoch: int) -> None:
 def autocast(cfg: Config, device: torch.device):
     if cfg.amp == "none":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+    # no cache of cast weights: each is used once per forward anyway, and a CUDA graph cannot keep the cache
+    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16,
+                          cache_enabled=False)
 
 
 def compute_losses(cfg: Config, logits, feats, pids, center: CenterLoss | None) -> dict[str, torch.Tensor]:
@@ -63,6 +67,30 @@ def compute_losses(cfg: Config, logits, feats, pids, center: CenterLoss | None) 
         # L = L_ID + L_Tri + beta * L_C
         terms["loss_center"] = cfg.center_beta * center(feats, pids)
     return terms
+
+
+def train_step(cfg: Config, model_fn, center: CenterLoss | None, center_fn, optimizer, center_opt, scaler,
+               images: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step: forward, the losses, backward, the centers' SGD step, Adam. Returns (loss, terms) on the device.
+
+    The eager loop calls it once per batch; with `cuda_graph` a CUDA graph captures this same function
+    (reidlab.graph_step), so both train the same math.
+    """
+    with autocast(cfg, images.device):
+        logits, feats = model_fn(images)
+    terms = compute_losses(cfg, logits.float(), feats.float(), pids, center_fn)
+    loss = sum(terms.values())
+    optimizer.zero_grad(set_to_none=True)
+    if center_opt:
+        center_opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if center:
+        scaler.unscale_(center_opt)
+        rescale_center_grads(center, cfg.center_beta)
+        scaler.step(center_opt)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss, terms
 
 
 def build_train_batches(dataset, cfg: Config, device: torch.device, world: int = 1):
@@ -113,7 +141,8 @@ def truncate_jsonl(path: Path, key: str, last: int) -> None:
 
 def check_resume_config(cfg: Config, out_dir: Path) -> None:
     saved = Config.load(out_dir / "config.json")
-    ignored = {"progress", "num_workers", "device", "eval_every", "checkpoint_every", "epochs"}
+    ignored = {"progress", "num_workers", "device", "eval_every", "checkpoint_every", "epochs",
+               "cuda_graph"}  # the graph trains the same math (its Adam rounds the bias correction on the device)
     changed = [k for k, v in cfg.to_dict().items() if k not in ignored and saved.to_dict().get(k) != v]
     if changed:
         raise ValueError(f"{out_dir} holds a run with a different config ({', '.join(changed)} differ); "
@@ -206,6 +235,9 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         metrics, _ = evaluate_model(model, query, gallery, cfg, device)
         return metrics
 
+    # the eager step, or the same step captured as one CUDA graph (after loading: it sets Adam's lr on the device)
+    step_once = graph_step(cfg, functools.partial(train_step, cfg, step_fn, center, center_fn, optimizer, center_opt,
+                                                  scaler), device, world, [model, center], [optimizer, center_opt])
     for epoch in range(start_epoch, cfg.epochs + 1):
         seed_epoch(cfg.seed, epoch)
         batches.sampler.set_epoch(epoch)
@@ -217,23 +249,10 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not (cfg.progress and main_process))
         for step, (images, pids, _) in enumerate(bar):
             images, pids = images.to(device, non_blocking=True), pids.to(device, non_blocking=True)
-            with autocast(cfg, device):
-                logits, feats = step_fn(images)
-            terms = compute_losses(cfg, logits.float(), feats.float(), pids, center_fn)
-            loss = sum(terms.values())
+            loss, terms = step_once(images, pids)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
             if device.type == "cpu":
                 check_finite(first_bad, epoch, out_dir)  # free on a CPU; on a GPU once per epoch (no sync)
-            optimizer.zero_grad(set_to_none=True)
-            if center_opt:
-                center_opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if center:
-                scaler.unscale_(center_opt)
-                rescale_center_grads(center, cfg.center_beta)
-                scaler.step(center_opt)
-            scaler.step(optimizer)
-            scaler.update()
 
             iteration += 1
             n_images += images.shape[0] * world
@@ -243,7 +262,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                 with open(out_dir / "iterations.jsonl", "a") as f:
                     f.write(json.dumps({"iteration": iteration, "epoch": epoch,
                                         **{k: v.item() for k, v in terms.items()}}) + "\n")
-            if step % 20 == 0:
+            if step % 20 == 0 and not bar.disable:  # .item() waits for the GPU: only for a visible bar
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         check_finite(first_bad, epoch, out_dir)
         sums = {k: float(v) for k, v in sums.items()}
