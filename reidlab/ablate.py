@@ -309,6 +309,28 @@ def finished_metrics(run: Run, folder: Path) -> dict | None:
     return metrics
 
 
+def check_datasets(runs: list[Run]) -> None:
+    """Each run's training set loads and holds the P identities a P x K batch needs: checked once per dataset
+    before the first run (a grid that cannot run stops before any folder is made), not run by run."""
+    from reidlab.datasets import DatasetError, load_dataset
+
+    num_ids = {}
+    for run in runs:
+        cfg = run.config
+        key = (cfg.dataset, cfg.data_root)
+        if key not in num_ids:
+            try:
+                num_ids[key] = load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset,
+                                            verbose=False).num_train_pids
+            except DatasetError as e:
+                raise GridError(f"grid {run.grid}, run {run.name}: {e}") from None
+        n = num_ids[key]
+        if run.kind != UNTRAINED and cfg.P > n:
+            raise GridError(f"grid {run.grid}, run {run.name}: P={cfg.P} identities per batch, but dataset "
+                            f"{cfg.dataset} has only {n} training identities; lower P to at most {n} (in the grid, "
+                            f"or --set P={n} for every run), or train on a larger dataset (--dataset)")
+
+
 def execute_run(run: Run, folder: Path, notebook: Path, kernel_name: str) -> None:
     import papermill
 
@@ -340,6 +362,7 @@ def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = N
     from tqdm.auto import tqdm
 
     runs = plan_grid(grid, dataset, seeds, sets, profile, test_dataset, notebook)
+    check_datasets(runs)
     out, notebook = resolve(out), resolve(notebook)
     report = Report(runs=runs)
     bar = tqdm(runs, desc=f"grid {runs[0].grid}", unit="run", disable=not progress)

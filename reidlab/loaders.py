@@ -43,7 +43,8 @@ def read_image(path: str | Path) -> Image.Image:
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(
             f"cannot read image {path}: {type(e).__name__}: {e}. The file is missing or corrupt; list every bad "
-            f"file with reidlab.datasets.verify_images(dataset), then re-extract or delete them") from e
+            f"file with `python -m reidlab verify DATASET` (reidlab.datasets.verify_images(dataset)), then "
+            f"re-extract or delete them") from e
 
 
 class ImageDataset(Dataset):
