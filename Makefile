@@ -10,7 +10,7 @@ STAMP := $(VENV)/.reidlab-installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[notebooks,dev]"
+	$(PY) -m pip install --quiet -e ".[notebooks,dev,export]"
 	touch $@
 
 setup: $(STAMP)

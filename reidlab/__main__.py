@@ -1,4 +1,4 @@
-"""Command line: `python -m reidlab {demo,train,ablate,verify}` (also installed as `reidlab`)."""
+"""Command line: `python -m reidlab {demo,train,ablate,verify,export,rank}` (also installed as `reidlab`)."""
 from __future__ import annotations
 
 import argparse
@@ -55,6 +55,29 @@ def cmd_ablate(args) -> None:
         raise SystemExit(code)
 
 
+def cmd_export(args) -> None:
+    from reidlab.export import export_onnx, input_errors
+    try:
+        report = export_onnx(args.run, args.onnx, exporter=args.exporter)
+    except input_errors() as e:  # each names the problem and the fix: no traceback
+        raise SystemExit(f"error: {type(e).__name__}: {e}") from None
+    print(f"wrote {report['onnx']} ({report['bytes'] / 2**20:.1f} MiB, {report['exporter']} exporter); check on a "
+          f"batch of {report['batch']} with onnxruntime: min cosine {report['min_cosine']:.8f}, largest "
+          f"difference {report['max_abs_difference']:.2e}")
+
+
+def cmd_rank(args) -> None:
+    from reidlab.export import input_errors
+    from reidlab.ranking import format_ranking, rank_folders, write_html
+    try:
+        ranking = rank_folders(args.run, args.query, args.gallery, top_k=args.top, device=args.device)
+        print(format_ranking(ranking))
+        if args.html:
+            print(f"\nwrote {write_html(ranking, args.html)}")
+    except input_errors() as e:
+        raise SystemExit(f"error: {type(e).__name__}: {e}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="reidlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +106,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("dataset")
     p.add_argument("--root", default=None)
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("export", help="export a finished run's test-time feature to ONNX, checked with onnxruntime")
+    p.add_argument("run", help="a finished run folder (config.json, checkpoint.pt, metrics.json)")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="where to write the model (FILE.onnx)")
+    p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
+                   help="torch.onnx's exporter (default dynamo; torchscript is faster to export but deprecated)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("rank", help="rank a gallery folder for each query image with a run or an exported ONNX file")
+    p.add_argument("run", help="a finished run folder or an exported .onnx file")
+    p.add_argument("--query", required=True, metavar="DIR", help="folder of query images")
+    p.add_argument("--gallery", required=True, metavar="DIR", help="folder of gallery images")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="gallery images shown per query (default 10)")
+    p.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page of the rankings")
+    p.add_argument("--device", default="auto", help="for a run folder: auto, cpu, cuda")
+    p.set_defaults(func=cmd_rank)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -90,12 +90,18 @@ def embed(model: torch.nn.Module, cfg: Config, images, batch_size: int = 64) -> 
     feats = []
     for i in range(0, len(pil), batch_size):
         x = torch.stack([transform(im) for im in pil[i:i + batch_size]]).to(device)  # (B, 3, H, W)
-        f = model(x)
-        if cfg.flip_test:
-            f = f + model(x.flip(3))
-        feats.append(f.float().cpu())
-    feats = torch.cat(feats)  # (N, D)
-    return torch.nn.functional.normalize(feats, dim=1) if cfg.normalize_features else feats
+        feats.append(embed_batch(model, cfg, x).float().cpu())
+    return torch.cat(feats)  # (N, D)
+
+
+def embed_batch(model: torch.nn.Module, cfg: Config, x: torch.Tensor) -> torch.Tensor:
+    """The test-time feature (B, D) of a preprocessed batch (B, 3, H, W), as `cfg` defines it: the model's
+    test feature (f_i or f_t, set when it was built), plus its flipped image's with flip_test, L2-normalised
+    with normalize_features. `embed` and the ONNX export (reidlab.export) both compute exactly this."""
+    f = model(x)  # (B, D), the model in eval mode
+    if cfg.flip_test:
+        f = f + model(x.flip(3))
+    return torch.nn.functional.normalize(f, dim=1) if cfg.normalize_features else f
 
 
 def rank_folder(run_dir: str | Path, query, gallery_folder: str | Path, top_k: int = 10,

@@ -1,0 +1,429 @@
+"""Your own folder of person crops: read it in any layout reidlab reads, check it, split it, train on it.
+
+Two layouts:
+
+    ROOT/train/, ROOT/query/, ROOT/gallery/   already split: read as it is (the `custom` layout, docs/datasets.md)
+    ROOT/ (anything else)                     one pool of labelled images: split here by SPLIT_RULE
+
+Each image's pid and camera come, in this order, from `csv=FILE` or ROOT/labels.csv (header `path,pid,camid`,
+or `path,pid` without cameras; paths relative to ROOT), from `regex=` (named groups (?P<pid>...) and, optionally,
+(?P<cam>...), searched in the path relative to the split folder, or to ROOT for a pool), or from Market-style
+names (`0001_c3_anything.jpg`). pid -1 is junk and dropped. Without a camera every image is its own camera:
+then no gallery image is left out of a ranking (the protocol drops same-identity, same-camera images).
+"""
+from __future__ import annotations
+
+import csv as csv_module
+import hashlib
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reidlab.datasets import (CUSTOM_SPLITS, MARKET_NAME, DatasetError, Record, ReidDataset, build_dataset,
+                              check_image, list_images)
+from reidlab.paths import resolve
+
+SPLIT_RULE = """\
+How a pool of images is split (reidlab.own_data.split_pool):
+1. Junk (pid -1) is dropped. An identity is *testable* when it was seen by at least two cameras (without cameras:
+   at least two images), so each of its queries has a match in another camera.
+2. round(test_fraction * testable) of the testable identities (at least 2), drawn by a seeded permutation of
+   their sorted pids (numpy default_rng(seed)), are test identities; every other identity trains.
+3. For a test identity, each camera holding two or more of its images gives one query, its first image by path;
+   if no camera does, the identity's first image by path is its one query. All its other images are gallery.
+   So every query has a gallery image of its identity from another camera.
+The same folder, test_fraction and seed give the same split on every machine."""
+MIN_TRAIN_IDS = 2  # batch-hard mining needs another identity in the batch
+MIN_TEST_IDS = 2  # with one test identity every gallery image is a match: the metrics would say nothing
+EXAMPLE_REGEX = r"^person_(?P<pid>\d+)/cam(?P<cam>\d+)_"
+FIX_LABELS = ("pass regex= with the named groups (?P<pid>...) and (?P<cam>...), e.g. "
+              r"'^(?P<pid>\d+)/cam(?P<cam>\d+)_' for ROOT/0001/cam3_x.jpg or '^(?P<pid>\d+)/' without cameras, "
+              "or list every image in ROOT/labels.csv (header path,pid,camid)")
+
+
+class NoImagesError(DatasetError):
+    """A folder holds no image reidlab reads."""
+
+
+class UnparseableNameError(DatasetError):
+    """Images whose pid (or camera) cannot be read from the name, the regex or the CSV."""
+
+
+class TooFewIdentitiesError(DatasetError):
+    """Too few identities to train and test (one identity, or none seen twice)."""
+
+
+class CorruptImageError(DatasetError):
+    """Files that do not decode as images."""
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """One image of a user's folder: its split folder ("" in a pool), pid and camera label as written."""
+    path: str
+    split: str
+    pid: int
+    camera: str | None  # None: the layout has no camera
+
+
+@dataclass
+class FolderCheck:
+    """What check_folder found: the labelled images and what may go wrong with them."""
+    root: Path
+    images: list[Labelled]
+    has_split: bool
+    rule: str
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why it does not decode
+
+    @property
+    def has_cameras(self) -> bool:
+        return all(im.camera is not None for im in self.images)
+
+    def per_identity(self) -> pd.DataFrame:
+        """One row per pid: images, cameras (distinct), split folders."""
+        rows = defaultdict(lambda: {"images": 0, "cameras": set(), "splits": set()})
+        for im in self.images:
+            row = rows[im.pid]
+            row["images"] += 1
+            row["cameras"].add(im.camera if im.camera is not None else im.path)
+            row["splits"].add(im.split or "pool")
+        table = pd.DataFrame([{"pid": pid, "images": r["images"], "cameras": len(r["cameras"]),
+                               "splits": ",".join(sorted(r["splits"]))} for pid, r in sorted(rows.items())])
+        return table.set_index("pid")
+
+    def per_camera(self) -> pd.DataFrame:
+        """One row per camera label: images and identities (empty without cameras)."""
+        if not self.has_cameras:
+            return pd.DataFrame(columns=["images", "identities"])
+        images, ids = Counter(im.camera for im in self.images), defaultdict(set)
+        for im in self.images:
+            ids[im.camera].add(im.pid)
+        cams = number_cameras({im.camera for im in self.images})
+        return pd.DataFrame([{"camera": c, "camid": cams[c], "images": images[c], "identities": len(ids[c])}
+                             for c in sorted(cams, key=cams.get)]).set_index("camera")
+
+    def single_image_ids(self) -> list[int]:
+        """Identities with one image: they can train (ID loss) but give no positive pair and no query."""
+        return sorted(pid for pid, n in Counter(im.pid for im in self.images).items() if n == 1)
+
+    def summary(self) -> str:
+        ids = self.per_identity()
+        cams = f"{len(self.per_camera())} cameras" if self.has_cameras else "no camera labels"
+        layout = "split into train/ query/ gallery/" if self.has_split else "one pool (split by SPLIT_RULE)"
+        return (f"{self.root}: {len(self.images)} images, {len(ids)} identities, {cams}; {layout}; labels from "
+                f"{self.rule}; {len(self.single_image_ids())} identities with one image; "
+                f"{len(self.unreadable)} unreadable files")
+
+
+def number_cameras(labels) -> dict[str, int]:
+    """Camera labels -> 0-based camids in sorted order (numeric when every label is an integer), as read_custom."""
+    numeric = all(re.fullmatch(r"-?\d+", c) for c in labels)
+    return {c: i for i, c in enumerate(sorted(labels, key=lambda c: int(c) if numeric else c))}
+
+
+def find_layout(root: Path) -> bool:
+    """True for ROOT/train, query, gallery; False for a pool. A partial split is refused, naming the fix."""
+    present = [s for s in CUSTOM_SPLITS if (root / s).is_dir()]
+    if present and len(present) < len(CUSTOM_SPLITS):
+        missing = [s for s in CUSTOM_SPLITS if s not in present]
+        raise DatasetError(f"{root} has {', '.join(s + '/' for s in present)} but no "
+                           f"{', '.join(s + '/' for s in missing)}: add the missing folder(s), or rename the "
+                           f"split folders away so that reidlab splits the whole folder itself "
+                           f"(reidlab.own_data.SPLIT_RULE)")
+    return bool(present)
+
+
+def read_labels(root: str | Path, regex: str | None = None, csv: str | Path | None = None
+                ) -> tuple[list[Labelled], bool, str]:
+    """(labelled images, has_split, where the labels came from) of a user's folder, junk (pid -1) included.
+
+    Raises NoImagesError for a folder without images and UnparseableNameError listing every image whose pid
+    (or camera) cannot be read, with the fix.
+    """
+    root = resolve(root)
+    if not root.is_dir():
+        raise NoImagesError(f"{root} is not a folder; pass the folder that holds your images")
+    has_split = find_layout(root)
+    folders = [root / s for s in CUSTOM_SPLITS] if has_split else [root]
+    paths = [(p, f) for f in folders for p in list_images(f, recursive=True)]
+    if not paths:
+        suffixes = ", ".join(sorted({".jpg", ".jpeg", ".png", ".bmp"}))
+        raise NoImagesError(f"{root} holds no images ({suffixes}, searched in sub-folders too); pass the folder "
+                            f"that holds your crops")
+    if regex and csv:
+        raise DatasetError("pass regex= or csv=, not both")
+    csv_file = resolve(csv) if csv else root / "labels.csv"
+    if csv and not csv_file.is_file():
+        raise DatasetError(f"csv={csv_file} does not exist; give the path of a `path,pid,camid` file")
+    if not regex and csv_file.is_file():
+        return read_csv_labels(csv_file, root, paths, has_split), has_split, str(csv_file)
+    return read_name_labels(root, paths, regex, has_split), has_split, (f"regex {regex!r}" if regex else
+                                                                        "Market-style names PPPP_cC...")
+
+
+def split_of(path: Path, root: Path, has_split: bool) -> str:
+    return path.relative_to(root).parts[0] if has_split else ""
+
+
+def read_name_labels(root: Path, paths: list[tuple[Path, Path]], regex: str | None,
+                     has_split: bool) -> list[Labelled]:
+    try:
+        pattern = re.compile(regex) if regex else MARKET_NAME
+    except re.error as e:
+        raise DatasetError(f"regex={regex!r} does not compile: {e}") from e
+    if "pid" not in pattern.groupindex:
+        raise DatasetError(f"regex={regex!r} needs the named group (?P<pid>...) (and (?P<cam>...) for cameras)")
+    has_cam = "cam" in pattern.groupindex
+    images, bad = [], []
+    for path, folder in paths:
+        rel = path.relative_to(folder).as_posix()
+        match = pattern.search(rel) if regex else pattern.match(path.name)
+        if match is None or not re.fullmatch(r"-?\d+", match["pid"] or "") or (has_cam and not match["cam"]):
+            bad.append(path)
+            continue
+        camera = match["cam"] if has_cam else None
+        images.append(Labelled(str(path), split_of(path, root, has_split), int(match["pid"]), camera))
+    if bad:
+        rule = f"regex {regex!r} (searched in {bad[0].relative_to(root).as_posix()!r}'s path below its " \
+               f"{'split folder' if has_split else 'root'})" if regex else "Market-style names PPPP_cC..."
+        shown = "\n".join(f"  {p}" for p in bad[:10]) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise UnparseableNameError(f"cannot read an integer pid{' and a camera' if has_cam else ''} from "
+                                   f"{len(bad)} of {len(paths)} images with {rule}:\n{shown}\nFix: {FIX_LABELS}; "
+                                   f"or rename or remove these files")
+    return images
+
+
+def read_csv_labels(csv_file: Path, root: Path, paths: list[tuple[Path, Path]], has_split: bool) -> list[Labelled]:
+    with open(csv_file, newline="") as f:
+        reader = csv_module.DictReader(f)
+        header = {h.strip() for h in reader.fieldnames or []}
+        if not {"path", "pid"} <= header:
+            raise DatasetError(f"{csv_file}: the first line must be the header `path,pid,camid` (or `path,pid`), "
+                               f"got {reader.fieldnames}")
+        has_cam = "camid" in header
+        images, listed = [], set()
+        for n, row in enumerate(reader, 2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            rel = Path(row["path"])
+            path = root / rel
+            if rel.is_absolute() or (has_split and (not rel.parts or rel.parts[0] not in CUSTOM_SPLITS)):
+                where = "start with train/, query/ or gallery/" if has_split else "be relative to it"
+                raise DatasetError(f"{csv_file} line {n}: path {row['path']!r} must {where} ({root})")
+            if not re.fullmatch(r"-?\d+", row["pid"]) or (has_cam and not row["camid"]):
+                raise UnparseableNameError(f"{csv_file} line {n}: pid {row['pid']!r} must be an integer"
+                                           f"{' and camid non-empty' if has_cam else ''}; fix the line")
+            if not path.is_file():
+                raise DatasetError(f"{csv_file} line {n}: {path} does not exist; fix the path or remove the line")
+            images.append(Labelled(str(path), split_of(path, root, has_split), int(row["pid"]),
+                                   row["camid"] if has_cam else None))
+            listed.add(path)
+    unlisted = [p for p, _ in paths if p not in listed]
+    if unlisted:
+        raise UnparseableNameError(f"{csv_file} does not list {len(unlisted)} image(s) under {root}, e.g. "
+                                   f"{unlisted[0]}; add a line for each or move them out of the folder")
+    return images
+
+
+def check_folder(root: str | Path, regex: str | None = None, csv: str | Path | None = None,
+                 decode: bool = True) -> FolderCheck:
+    """Label every image of a user's folder and (decode=True) try decoding each; nothing is raised for
+    unreadable files here: they are listed in `.unreadable` (require_readable raises)."""
+    images, has_split, rule = read_labels(root, regex, csv)
+    check = FolderCheck(resolve(root), images, has_split, rule)
+    if decode:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as pool:  # PIL releases the GIL while decoding
+            errors = pool.map(check_image, [im.path for im in images], chunksize=32)
+            check.unreadable = {im.path: e for im, e in zip(images, errors) if e}
+    return check
+
+
+def to_dataset(check: FolderCheck, test_fraction: float = 0.5, seed: int = 0,
+               drop_unreadable: bool = False, name: str = "custom") -> ReidDataset:
+    """The ReidDataset of a checked folder: its own split, or SPLIT_RULE's for a pool.
+
+    Unreadable files raise CorruptImageError (listing each) unless drop_unreadable; then they are left out.
+    """
+    if check.unreadable and not drop_unreadable:
+        listed = "\n".join(f"  {p}: {e}" for p, e in list(check.unreadable.items())[:10])
+        more = f"\n  ... and {len(check.unreadable) - 10} more" if len(check.unreadable) > 10 else ""
+        raise CorruptImageError(f"{len(check.unreadable)} of {len(check.images)} files in {check.root} do not decode "
+                                f"as images:\n{listed}{more}\nFix: replace or delete them, or pass "
+                                f"drop_unreadable=True to leave them out")
+    images = [im for im in check.images if im.path not in check.unreadable and im.pid != -1]
+    if not images:
+        raise NoImagesError(f"{check.root}: no readable image with a pid other than -1 (junk) is left")
+    if check.has_split:
+        return split_as_given(images, name)
+    return split_pool(images, test_fraction, seed, name)
+
+
+def camids_of(images: list[Labelled]) -> list[int]:
+    """0-based camids: numbered labels, or one camera per image when the layout has none."""
+    if any(im.camera is None for im in images):
+        return list(range(len(images)))
+    index = number_cameras({im.camera for im in images})
+    return [index[im.camera] for im in images]
+
+
+def split_as_given(images: list[Labelled], name: str = "custom") -> ReidDataset:
+    records = [Record(im.path, im.pid, c) for im, c in zip(images, camids_of(images))]
+    splits = {s: [r for r, im in zip(records, images) if im.split == s] for s in CUSTOM_SPLITS}
+    ids = {s: len({r.pid for r in recs}) for s, recs in splits.items()}
+    if ids["train"] < MIN_TRAIN_IDS:
+        raise TooFewIdentitiesError(f"train/ holds {ids['train']} identity: training needs at least "
+                                    f"{MIN_TRAIN_IDS} (batch-hard mining compares identities); add identities")
+    return build_dataset(name, splits["train"], splits["query"], splits["gallery"])
+
+
+def split_pool(images: list[Labelled], test_fraction: float = 0.5, seed: int = 0,
+               name: str = "custom") -> ReidDataset:
+    """Train / query / gallery of a pool by SPLIT_RULE."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction={test_fraction} must be in (0, 1): the share of testable identities tested")
+    camids = camids_of(images)
+    by_pid: dict[int, list[tuple[Labelled, int]]] = defaultdict(list)
+    for im, cam in zip(images, camids):
+        by_pid[im.pid].append((im, cam))
+    testable = sorted(pid for pid, items in by_pid.items() if len({c for _, c in items}) >= 2)
+    n_test = min(max(MIN_TEST_IDS, round(test_fraction * len(testable))), len(testable))
+    if len(by_pid) - n_test < MIN_TRAIN_IDS or n_test < MIN_TEST_IDS:
+        seen = "cameras" if all(im.camera is not None for im in images) else "images"
+        raise TooFewIdentitiesError(
+            f"{len(by_pid)} identit{'y' if len(by_pid) == 1 else 'ies'} ({len(testable)} seen in two or more "
+            f"{seen}): a split needs at least {MIN_TRAIN_IDS + MIN_TEST_IDS} identities, {MIN_TEST_IDS} of them seen "
+            f"in two or more {seen}, to train on {MIN_TRAIN_IDS} and test on {MIN_TEST_IDS}. Fix: add identities, "
+            f"or check that the labels give each person their own pid (regex= / labels.csv)")
+    order = np.random.default_rng(seed).permutation(len(testable))
+    test_ids = {testable[i] for i in order[:n_test]}
+    train, query, gallery = [], [], []
+    for pid, items in sorted(by_pid.items()):
+        items = sorted(items, key=lambda x: x[0].path)
+        records = [Record(im.path, pid, cam) for im, cam in items]
+        if pid not in test_ids:
+            train += records
+            continue
+        per_cam = Counter(r.camid for r in records)
+        firsts = {cam: next(r for r in records if r.camid == cam) for cam, n in per_cam.items() if n >= 2}
+        queries = set(firsts.values()) or {records[0]}
+        query += [r for r in records if r in queries]
+        gallery += [r for r in records if r not in queries]
+    return build_dataset(name, train, query, gallery)
+
+
+def load_own_data(root: str | Path, regex: str | None = None, csv: str | Path | None = None,
+                  test_fraction: float = 0.5, seed: int = 0, drop_unreadable: bool = False
+                  ) -> tuple[ReidDataset, FolderCheck]:
+    """check_folder + to_dataset: the dataset to train on and the check it came from."""
+    check = check_folder(root, regex, csv)
+    return to_dataset(check, test_fraction, seed, drop_unreadable), check
+
+
+def describe_split(dataset: ReidDataset) -> pd.DataFrame:
+    """Identities, images and cameras per split."""
+    return pd.DataFrame([{"split": s, "identities": len({r.pid for r in recs}), "images": len(recs),
+                          "cameras": len({r.camid for r in recs})}
+                         for s, recs in (("train", dataset.train), ("query", dataset.query),
+                                         ("gallery", dataset.gallery))]).set_index("split")
+
+
+def write_split(dataset: ReidDataset, path: str | Path) -> Path:
+    """`split,path,pid,camid` for every image (train pids relabelled 0..N-1, query / gallery as written)."""
+    path = resolve(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [(s, r.path, r.pid, r.camid) for s, recs in (("train", dataset.train), ("query", dataset.query),
+                                                        ("gallery", dataset.gallery)) for r in recs]
+    pd.DataFrame(rows, columns=["split", "path", "pid", "camid"]).to_csv(path, index=False)
+    return path
+
+
+def dataset_key(dataset: ReidDataset) -> str:
+    """A short hash of the split (paths, pids, cameras): a run trained on one split is not reused for another."""
+    text = json.dumps([dataset.train, dataset.query, dataset.gallery])
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+# --- training on it ---------------------------------------------------------------------------------------
+def pick_own_profile(profile: str = "auto", smoke: bool = False) -> str:
+    """"smoke" under smoke; "auto" is the full recipe with a CUDA GPU, else the CPU profile."""
+    from reidlab.notebook import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not valid; allowed values: {', '.join(map(repr, PROFILES))}")
+    if smoke:
+        return "smoke"
+    if profile != "auto":
+        return profile
+    import torch
+
+    return "full" if torch.cuda.is_available() else "cpu"
+
+
+def own_config(dataset: ReidDataset, preset: str = "bot", profile: str = "auto", device: str = "auto",
+               smoke: bool = False, **overrides):
+    """The Config to train on `dataset`: the preset under the chosen profile, P capped at its train identities."""
+    from reidlab.notebook import run_config
+
+    cfg = run_config(preset, pick_own_profile(profile, smoke), dataset=dataset.name, device=device, smoke=smoke)
+    return cfg.replace(P=min(cfg.P, dataset.num_train_pids), **overrides)
+
+
+def train_own(cfg, dataset: ReidDataset, runs_dir: str | Path, name: str = "own") -> Path:
+    """Train `cfg` on `dataset` into `runs_dir/<name>-<config key>-<dataset key>`; a finished run is reused,
+    an interrupted one resumes. Returns the run folder (what `reidlab export` and `reidlab rank` take)."""
+    from reidlab.notebook import config_key
+    from reidlab.train import fit, is_finished
+
+    run_dir = resolve(runs_dir) / f"{name}-{config_key(cfg)}-{dataset_key(dataset)}"
+    if not is_finished(run_dir):
+        fit(cfg, run_dir, dataset=dataset)
+    return run_dir
+
+
+# --- an example folder of synthetic people, in a layout of its own ---------------------------------------
+def write_example_folder(root: str | Path, num_ids: int = 24, seed: int = 0) -> tuple[Path, str]:
+    """(root, regex): the synthetic people (reidlab.synthetic; no real person) copied into one pool,
+    `root/person_<pid>/cam<camera>_<frame>.jpg`, without a split and without distractors. The drawing is
+    the cached `data/synthetic_small` (num_ids=24) or `data/synthetic` (300) when the numbers match."""
+    import shutil
+
+    from reidlab.datasets import load_dataset
+
+    root = resolve(root)
+    marker = root / "example.json"
+    params = {"num_ids": num_ids, "seed": seed, "regex": EXAMPLE_REGEX}
+    if marker.is_file() and json.loads(marker.read_text()) == params:
+        return root, EXAMPLE_REGEX
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} exists and is not an example folder written by write_example_folder; "
+                              f"pick another folder or delete it yourself")
+    if (num_ids, seed) == (24, 0):
+        source = load_dataset("synthetic_small", verbose=False)
+    elif num_ids == 300 and seed == 0:
+        source = load_dataset("synthetic", verbose=False)
+    else:
+        source = load_dataset("synthetic", resolve("data") / f"synthetic_{num_ids}_{seed}", verbose=False,
+                              num_ids=num_ids, seed=seed)
+    tmp = root.with_name(f".{root.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for r in [*source.train, *source.query, *source.gallery]:
+        name = Path(r.path).name  # PPPP_cCs1_FFFFFF_01.jpg: the original pid and camera, not the relabelled pid
+        match = MARKET_NAME.match(name)
+        pid, cam, frame = int(match["pid"]), int(match["cam"]), name.split("_")[2]
+        if pid <= 0:
+            continue  # distractors stay out: in a pool every pid is a person
+        dest = tmp / f"person_{pid:04d}" / f"cam{cam}_{frame}.jpg"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(r.path, dest)
+    (tmp / "example.json").write_text(json.dumps(params) + "\n")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    if root.exists():
+        root.rmdir()
+    tmp.rename(root)
+    return root, EXAMPLE_REGEX
