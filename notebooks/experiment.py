@@ -38,7 +38,7 @@ out_dir: str = "runs/experiment"  # relative paths start at the repository root
 # %%
 import pandas as pd
 
-from reidlab.ablate import add_metrics, build_config, evaluate_cross_domain, extract_test_features
+from reidlab.ablate import add_metrics, build_config, evaluate_cross_domain, extract_test_features, read_finished
 from reidlab.paths import resolve
 from reidlab.results import intra_inter_ratio
 from reidlab.train import fit
@@ -54,10 +54,14 @@ print("changed from the preset:", {k: v for k, v in cfg.to_dict().items()
 # ## Train and evaluate
 #
 # `fit` writes `config.json`, `history.jsonl` (one line per epoch), `checkpoint.pt` and `metrics.json`;
-# if the folder already holds a checkpoint it resumes from it.
+# if the folder already holds a checkpoint it resumes from it. A finished run of this config is only read: so
+# runs trained without Jupyter (`python -m reidlab.ablate GRID --executor direct`) get this notebook, executed,
+# when it is run over their folders later.
 
 # %%
-metrics = fit(cfg, run_dir)
+metrics = read_finished(cfg, run_dir)
+if metrics is None:
+    metrics = fit(cfg, run_dir)
 
 # %% [markdown]
 # ## Cross-domain and R
@@ -69,7 +73,7 @@ metrics = fit(cfg, run_dir)
 # %%
 if test_dataset:
     metrics = evaluate_cross_domain(run_dir, test_dataset)
-if intra_inter:
+if intra_inter and "R" not in metrics:
     features, pids = extract_test_features(run_dir, test_dataset or None)
     metrics = add_metrics(run_dir, R=intra_inter_ratio(features, pids))
 

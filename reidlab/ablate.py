@@ -4,7 +4,9 @@
     python -m reidlab.ablate my_grid.yaml --set epochs=4 --out runs/mine
 
 Each run writes <out>/<grid>/<run>/ with run.json (what was asked), config.json, history.jsonl, metrics.json,
-checkpoint.pt and experiment.ipynb (the executed notebook). Every run's parameters are checked (notebook
+checkpoint.pt and experiment.ipynb (the executed notebook). `--executor direct` trains through reidlab.train.fit
+without Jupyter (the same folder but the notebook; papermill run over the finished folder later only reads it and
+adds the notebook); `--jobs N` runs N rows at once, each in its own process. Every run's parameters are checked (notebook
 parameters, Config fields and values) before the first one starts. A finished run (metrics.json) is skipped,
 an interrupted one resumes from its checkpoint, a failed one is reported and the others go on; --force reruns.
 """
@@ -133,8 +135,12 @@ def extract_test_features(run_dir: str | Path, dataset_name: str | None = None):
     device = next(model.parameters()).device
     name = dataset_name or cfg.dataset
     dataset = load_dataset(name, resolve(cfg.data_root) / name, verbose=False)
-    loader = build_test_loader(list(dataset.query) + list(dataset.gallery), cfg)
-    feats, pids, _ = extract_features(model, loader, device, flip=cfg.flip_test, progress=False)
+    if cfg.data_path == "gpu":  # from device memory (reidlab.gpu_eval), in fp32 as below
+        from reidlab.gpu_eval import extract_device_features
+        feats, pids, _, _ = extract_device_features(model, cfg.replace(amp="none", progress=False), dataset, device)
+    else:
+        loader = build_test_loader(list(dataset.query) + list(dataset.gallery), cfg)
+        feats, pids, _ = extract_features(model, loader, device, flip=cfg.flip_test, progress=False)
     if cfg.normalize_features or cfg.distance == "cosine":
         feats = F.normalize(feats, dim=1)
     return feats, pids
@@ -193,6 +199,7 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
+    filled: list[str] = field(default_factory=list)  # finished before; the notebook was executed over them
 
     @property
     def ok(self) -> bool:
@@ -201,18 +208,24 @@ class Report:
     def summary(self) -> str:
         lines = [f"{len(self.done)} run(s) done, {len(self.skipped)} skipped (finished before), "
                  f"{len(self.failed)} failed"]
+        if self.filled:
+            lines.append(f"{len(self.filled)} finished run(s) given their executed notebook (read, not retrained)")
         lines += [f"  FAILED {name}: {error}" for name, error in self.failed.items()]
         return "\n".join(lines)
 
 
 def notebook_parameters(notebook: str | Path = EXPERIMENT) -> tuple[str, ...]:
-    """The names the notebook's `parameters` cell declares (papermill.inspect_notebook)."""
-    import papermill
-
+    """The names the notebook's `parameters` cell declares (papermill.inspect_notebook; without papermill, the
+    cell read directly)."""
     notebook = Path(notebook)
     if not notebook.exists():
         raise FileNotFoundError(f"{notebook} not found; make it from its .py pair: "
                                 f"jupytext --to ipynb {notebook.with_suffix('.py')}")
+    try:
+        import papermill
+    except ImportError:
+        from reidlab.executors import read_notebook_parameters
+        return read_notebook_parameters(notebook)
     return tuple(papermill.inspect_notebook(str(notebook)))
 
 
@@ -331,16 +344,53 @@ def check_datasets(runs: list[Run]) -> None:
                             f"or --set P={n} for every run), or train on a larger dataset (--dataset)")
 
 
-def execute_run(run: Run, folder: Path, notebook: Path, kernel_name: str) -> None:
-    import papermill
+def read_finished(cfg: Config, folder: str | Path) -> dict | None:
+    """The metrics of a finished run of `cfg` in `folder`, which is then only read (neither trained nor scored
+    again), else None. Raises when the folder holds a finished run of another config."""
+    folder = resolve(folder)
+    if not (folder / "metrics.json").exists():
+        return None
+    saved = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    changed = [k for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS and saved.get(k) != v]
+    if changed:
+        raise ValueError(f"{folder} holds a finished run with another config ({', '.join(changed)} differ); "
+                         f"use another out_dir, or delete the folder to start over")
+    return json.loads((folder / "metrics.json").read_text())
 
+
+def execute_direct(run: Run, folder: Path) -> dict:
+    """The experiment notebook's cells without Jupyter: read a finished run or train it (fit), then the
+    cross-domain test and R when the run asks for them. Writes what the notebook writes, but the notebook."""
+    from reidlab.results import intra_inter_ratio
+    from reidlab.train import fit
+
+    test_dataset = run.parameters.get("test_dataset")
+    metrics = read_finished(run.config, folder)
+    if metrics is None:
+        metrics = fit(run.config, folder)
+    if test_dataset:
+        metrics = evaluate_cross_domain(folder, test_dataset)
+    if run.parameters.get("intra_inter") and "R" not in metrics:
+        features, pids = extract_test_features(folder, test_dataset or None)
+        metrics = add_metrics(folder, R=intra_inter_ratio(features, pids))
+    return metrics
+
+
+def execute_run(run: Run, folder: Path, notebook: Path, kernel_name: str, executor: str = "papermill") -> None:
+    """One run into `folder` with the "papermill" or the "direct" executor (reidlab.executors)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "run.json").write_text(json.dumps(
-        {"grid": run.grid, "row": run.row, "seed": run.seed, "kind": run.kind, "parameters": run.parameters},
-        indent=2) + "\n")
+    asked = json.dumps({"grid": run.grid, "row": run.row, "seed": run.seed, "kind": run.kind,
+                        "parameters": run.parameters}, indent=2) + "\n"
+    if not (folder / "run.json").exists() or (folder / "run.json").read_text() != asked:
+        (folder / "run.json").write_text(asked)
     if run.kind == UNTRAINED:
         evaluate_untrained(run.config, folder)
         return
+    if executor == "direct":
+        execute_direct(run, folder)
+        return
+    import papermill
+
     papermill.execute_notebook(str(notebook), str(folder / notebook.name),
                                parameters={**run.parameters, "out_dir": str(folder)},
                                kernel_name=kernel_name, progress_bar=False, cwd=str(REPO_ROOT),
@@ -357,36 +407,108 @@ def describe_error(e: BaseException) -> str:
 
 def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = None, out: str | Path = "results/runs",
              profile: str = "auto", force: bool = False, test_dataset: str = "",
-             notebook: str | Path = EXPERIMENT, kernel_name: str = KERNEL, progress: bool = True) -> Report:
-    """Run every run of `grid` (a name in reidlab.grids.GRIDS or a YAML file) and report what happened."""
+             notebook: str | Path = EXPERIMENT, kernel_name: str = KERNEL, progress: bool = True,
+             jobs: int = 1, executor: str = "auto") -> Report:
+    """Run every run of `grid` (a name in reidlab.grids.GRIDS or a YAML file) and report what happened.
+
+    `jobs` runs at once, each in its own process (1: one after another, in this process); `executor`
+    "papermill", "direct" or "auto" (reidlab.executors).
+    """
     from tqdm.auto import tqdm
+
+    from reidlab.executors import resolve_executor
+
+    if not isinstance(jobs, int) or jobs < 1:
+        raise GridError(f"jobs={jobs!r} must be an int >= 1")
+    executor = resolve_executor(executor)
 
     runs = plan_grid(grid, dataset, seeds, sets, profile, test_dataset, notebook)
     check_datasets(runs)
     out, notebook = resolve(out), resolve(notebook)
     report = Report(runs=runs)
-    bar = tqdm(runs, desc=f"grid {runs[0].grid}", unit="run", disable=not progress)
-    for run in bar:
-        bar.set_postfix_str(run.name)
-        folder = run.folder(out)
-        try:
-            if force and folder.exists():
-                shutil.rmtree(folder)
-            elif finished_metrics(run, folder) is not None:
-                report.skipped.append(run.name)
-                continue
-            execute_run(run, folder, notebook, kernel_name)
-            if finished_metrics(run, folder) is None:
-                raise RuntimeError(f"the notebook finished but wrote no metrics.json into {folder}")
-            report.done.append(run.name)
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # one failed run must not stop the others
-            report.failed[run.name] = f"{describe_error(e)} (see {folder})"
-            if folder.exists():  # the executed notebook shows a notebook's error; this file any other's
-                (folder / "error.txt").write_text(traceback.format_exc())
+    bar = tqdm(total=len(runs), desc=f"grid {runs[0].grid}", unit="run", disable=not progress)
+    outcomes = {}  # run index -> (status, error)
+
+    def finish(i: int, outcome: tuple[str, str]) -> None:
+        outcomes[i] = outcome
+        if outcome[0] == "failed":  # reported now; the others go on
+            bar.write(f"FAILED {runs[i].name}: {outcome[1]}", file=sys.stderr)
+        bar.update()
+
+    if jobs == 1:
+        for i, run in enumerate(runs):
+            bar.set_postfix_str(run.name)
+            finish(i, run_one(run, out, notebook, kernel_name, executor, force))
+    else:
+        import torch
+
+        from reidlab.executors import mps_status, run_in_processes
+
+        if torch.cuda.is_available():
+            print(mps_status(), file=sys.stderr)
+        running = set()
+
+        def started(i: int) -> None:
+            running.add(runs[i].name)
+            bar.set_postfix_str(", ".join(sorted(running)))
+
+        todo = []  # (run index, arguments of run_one): finished runs are skipped here, without a process
+        for i, run in enumerate(runs):
+            if not force and needs_nothing(run, run.folder(out), notebook, executor):
+                finish(i, ("skipped", ""))
+            else:
+                todo.append((i, (run, out, notebook, kernel_name, executor, force)))
+        for k, outcome in run_in_processes(run_one, [args for _, args in todo], jobs,
+                                           on_start=lambda k: started(todo[k][0])):
+            i = todo[k][0]
+            running.discard(runs[i].name)
+            bar.set_postfix_str(", ".join(sorted(running)))
+            if isinstance(outcome, BaseException):  # the process died (out of memory?): no outcome came back
+                outcome = ("failed", f"{describe_error(outcome)} (see {runs[i].folder(out)})")
+            finish(i, outcome)
     bar.close()
+    for i, run in enumerate(runs):  # the report lists runs in the grid's order, however they finished
+        status, error = outcomes[i]
+        if status == "failed":
+            report.failed[run.name] = error
+        else:
+            getattr(report, status).append(run.name)
     return report
+
+
+def needs_nothing(run: Run, folder: Path, notebook: Path, executor: str) -> bool:
+    """The run finished before with this config, and has its executed notebook when papermill executes."""
+    try:
+        if finished_metrics(run, folder) is None:
+            return False
+    except Exception:  # another config: run_one reports it
+        return False
+    return executor != "papermill" or run.kind == UNTRAINED or (folder / notebook.name).exists()
+
+
+def run_one(run: Run, out: Path, notebook: Path, kernel_name: str, executor: str, force: bool) -> tuple[str, str]:
+    """Execute one run into its folder: ("done" | "skipped" | "filled", "") or ("failed", why). Errors are
+    returned, not raised, so that a run in another process reports them the same way."""
+    folder = run.folder(out)
+    try:
+        if force and folder.exists():
+            shutil.rmtree(folder)
+        elif needs_nothing(run, folder, notebook, executor):
+            return "skipped", ""
+        elif finished_metrics(run, folder) is not None:
+            execute_run(run, folder, notebook, kernel_name, executor)  # the notebook only reads the finished run
+            return "filled", ""
+        execute_run(run, folder, notebook, kernel_name, executor)
+        if finished_metrics(run, folder) is None:
+            raise RuntimeError(f"the {'notebook' if executor == 'papermill' else 'run'} finished but wrote no "
+                               f"metrics.json into {folder}")
+        return "done", ""
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # one failed run must not stop the others
+        if folder.exists():  # the executed notebook shows a notebook's error; this file any other's
+            (folder / "error.txt").write_text(traceback.format_exc())
+        return "failed", f"{describe_error(e)} (see {folder})"
 
 
 # --- command line -------------------------------------------------------------------------------------------
@@ -407,12 +529,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "auto: full with CUDA and Market-1501, else cpu")
     parser.add_argument("--force", action="store_true", help="rerun finished runs (their folders are deleted)")
     parser.add_argument("--table", action="store_true", help="then build the table beside the paper's")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run N rows at once, each in its own process. Default 1: on a CPU the rows already share "
+                             "the cores, so N > 1 only splits them; on a GPU N = 2 or 4 is expected to raise the "
+                             "aggregate images/s while one run alone cannot fill it, but that is not yet measured "
+                             "(benchmarks/ablate_jobs.py)")
+    parser.add_argument("--executor", choices=("auto", "papermill", "direct"), default="auto",
+                        help="papermill: execute notebooks/experiment.ipynb per run; direct: train through "
+                             "reidlab.train.fit without Jupyter (run papermill over the finished folder later for "
+                             "the executed notebooks: it only reads them); auto: papermill when installed")
 
 
 def run_from_args(args) -> int:
     try:
         report = run_grid(args.grid, dataset=args.dataset, seeds=args.seeds, sets=parse_sets(args.set),
-                          out=args.out, profile=args.profile, force=args.force, test_dataset=args.test_dataset)
+                          out=args.out, profile=args.profile, force=args.force, test_dataset=args.test_dataset,
+                          jobs=args.jobs, executor=args.executor)
     except (GridError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,94 @@
+"""How a batch of runs is executed: which executor (papermill or direct), and several runs side by side.
+
+Nothing here knows what a run is; reidlab.ablate hands in a module-level function and its arguments.
+  - "papermill" executes notebooks/experiment.ipynb per run (the executed notebook is kept in the run folder);
+  - "direct" calls what the notebook calls (reidlab.train.fit, ...) without Jupyter, for machines that have
+    neither papermill nor a kernel; the notebook run later over the finished folder only reads it;
+  - "auto" is papermill when it can be imported, else direct.
+Several runs at once are separate processes (spawned: a forked copy of a process that touched CUDA is unusable),
+one fresh process per run, so every run starts from a clean CUDA context and gives its memory back.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import multiprocessing
+import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+EXECUTORS = ("auto", "papermill", "direct")
+MPS_PIPE = "/tmp/nvidia-mps"  # nvidia-cuda-mps-control's default pipe directory
+
+
+def papermill_available() -> bool:
+    try:
+        importlib.import_module("papermill")
+    except ImportError:  # also when sys.modules["papermill"] is None
+        return False
+    return True
+
+
+def resolve_executor(executor: str) -> str:
+    """"papermill" or "direct": "auto" is papermill when importable, else direct."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r} is not valid; allowed values: {', '.join(map(repr, EXECUTORS))}")
+    if executor == "auto":
+        return "papermill" if papermill_available() else "direct"
+    if executor == "papermill" and not papermill_available():
+        raise ValueError("executor='papermill' but papermill is not installed: pip install papermill ipykernel, "
+                         "or use --executor direct (the same run folders, without the executed notebooks)")
+    return executor
+
+
+def read_notebook_parameters(notebook: str | Path) -> tuple[str, ...]:
+    """The names a notebook's cell tagged `parameters` assigns, read without papermill (what
+    papermill.inspect_notebook lists)."""
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            names = []
+            for node in ast.parse(source).body:
+                targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
+                names += [t.id for t in targets if isinstance(t, ast.Name)]
+            return tuple(names)
+    raise ValueError(f"{notebook} has no code cell tagged 'parameters'")
+
+
+def mps_status() -> str:
+    """One line on CUDA MPS (several processes' kernels on one GPU at once), which is used only when it runs."""
+    pipe = os.environ.get("CUDA_MPS_PIPE_DIRECTORY", MPS_PIPE)
+    if Path(pipe, "control").exists():
+        return f"CUDA MPS is running (pipe {pipe}): the runs' kernels share the GPU concurrently"
+    return ("CUDA MPS is not running: the runs time-slice the GPU (start it with `nvidia-cuda-mps-control -d` "
+            "to let their kernels overlap)")
+
+
+def run_in_processes(fn: Callable, jobs: Sequence[tuple], workers: int,
+                     on_start: Callable[[int], None] | None = None) -> Iterator[tuple[int, object]]:
+    """Call fn(*args) for each args in `jobs`, `workers` at a time, each in a fresh spawned process.
+
+    Yields (index into jobs, return value) as they finish. fn must be importable by name (a module-level
+    function) and should return its errors rather than raise them (an exception that does not pickle would
+    break the pool). Ctrl-C cancels what has not started and stops the pool.
+    """
+    context = multiprocessing.get_context("spawn")
+    fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, **fresh)
+    pending, queued = {}, list(enumerate(jobs))
+    try:
+        while queued or pending:
+            while queued and len(pending) < workers:  # submit as slots free up: on_start names what runs now
+                index, args = queued.pop(0)
+                pending[pool.submit(fn, *args)] = index
+                if on_start:
+                    on_start(index)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+    finally:
+        pool.shutdown(wait=not queued and not pending, cancel_futures=True)
