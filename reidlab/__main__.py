@@ -78,6 +78,14 @@ def cmd_rank(args) -> None:
         raise SystemExit(f"error: {type(e).__name__}: {e}") from None
 
 
+def cmd_gpucheck(args) -> None:
+    import shlex
+
+    from reidlab import gpucheck
+    args.command_line = "python -m reidlab " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    gpucheck.main(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="reidlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +130,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page of the rankings")
     p.add_argument("--device", default="auto", help="for a run folder: auto, cpu, cuda")
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("gpucheck", help="graph vs eager, training / evaluation timings on a GPU (<= 6 min): "
+                                        "reidlab/gpucheck.py")
+    p.add_argument("--quick", action="store_true", help="CPU-sized smoke run: tiny models and images, a few steps")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is visible")
+    p.add_argument("--market", default=None, help="Market-1501 folder or archive (default: .device/, data/, ../shared)")
+    p.add_argument("--steps", type=int, default=100, help="timed steps per training pipeline")
+    p.add_argument("--budget", type=float, default=360, help="seconds for the whole check")
+    p.add_argument("--parts", default=None, help="comma-separated subset of: check,train,eval,slowdown,fit")
+    p.add_argument("--out", default="results/benchmarks", help="folder of the record (json + md)")
+    p.add_argument("--also-to", default=None, help="a second folder for the record (the device machine's $OUT)")
+    p.set_defaults(func=cmd_gpucheck, argv=argv)
 
     args = parser.parse_args(argv)
     args.func(args)
