@@ -7,13 +7,13 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
+import traceback
 from pathlib import Path
 
 import papermill
 import pytest
 import torch
+from conftest import write_market_layout
 
 from reidlab import ablate
 from reidlab.checkpoints import (CHECKPOINT, PREVIOUS, UNREADABLE, CheckpointError, load_checkpoint,
@@ -23,12 +23,12 @@ from reidlab.datasets import load_dataset
 from reidlab.gpu_data import decode_images
 from reidlab.inference import CheckpointMismatch, load_run
 from reidlab.loaders import ImageReadError
-from reidlab.paths import REPO_ROOT
 from reidlab.sampler import RandomIdentitySampler
 from reidlab import train as train_module
 from reidlab.train import TrainingDiverged, fit, load_history
 
 TIMING = ("seconds", "images_per_s", "train_seconds", "device")  # differ between any two runs
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="kills a forked process (no os.fork here)")
 
 
 def tiny_cfg(**changes) -> Config:
@@ -99,37 +99,38 @@ def broken_copy(reference: dict, tmp_path: Path) -> Path:
 
 # --- a training process killed -----------------------------------------------------------------------------
 
-KILLED_FIT = r"""
-import json, os, signal, sys
-import torch
-from reidlab import train
-from reidlab.config import Config
-from reidlab.datasets import load_dataset
+def killed(work, kill_at: int | None = None) -> None:
+    """Run `work()` in a forked process that is SIGKILLed at its `kill_at`-th training step (1-based, counted over
+    epochs and runs), or wherever `work` kills itself: a real kill, after which nothing runs (no finally, no
+    flush); the files it leaves are what the test then finds. Forking skips a new interpreter's imports."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if kill_at is not None:
+                real, calls = train_module.compute_losses, []
 
-torch.set_num_threads(1)
-data_root, out_dir, cfg_json, kill_at = sys.argv[1:5]
-real, calls = train.compute_losses, [0]
+                def compute_losses(*args):
+                    calls.append(1)
+                    if len(calls) == kill_at:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return real(*args)
 
-def compute_losses(*args):  # the kill-at-th training step (1-based, counted over epochs) never ends
-    calls[0] += 1
-    if calls[0] == int(kill_at):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(*args)
+                train_module.compute_losses = compute_losses  # in the child only
+            work()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(1)  # reached only when the kill did not happen
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"the process ended with {status}"
 
-train.compute_losses = compute_losses
-train.fit(Config.from_dict(json.loads(cfg_json)), out_dir, dataset=load_dataset("market1501", data_root, verbose=False))
-"""
 
-
-def test_sigkill_mid_epoch_then_resume_equals_straight_run(tmp_path, dataset, tiny_market, reference):
+@needs_fork
+def test_sigkill_mid_epoch_then_resume_equals_straight_run(tmp_path, dataset, reference):
     # a checkpoint every 2 epochs, killed in epoch 4: history.jsonl holds epoch 3, which the checkpoint does not
     cfg = tiny_cfg(checkpoint_every=2)
     steps = steps_per_epoch(cfg, dataset, range(1, 4))
-    kill_at = sum(steps) + 3  # epoch 4, step 2 (0-based)
-    done = subprocess.run([sys.executable, "-c", KILLED_FIT, str(tiny_market), str(tmp_path), json.dumps(cfg.to_dict()),
-                           str(kill_at)], cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == -signal.SIGKILL, done.stderr
+    killed(lambda: fit(cfg, tmp_path, dataset=dataset), kill_at=sum(steps) + 3)  # epoch 4, step 2
     assert [r["epoch"] for r in load_history(tmp_path)] == [1, 2, 3]
     assert read_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 2 and not (tmp_path / "metrics.json").exists()
 
@@ -313,114 +314,78 @@ GRID = ("name: two\npreset: bot\noverrides: {backbone: mobilenet_v2, pretrained:
 
 def notebook_in_process(input_path, output_path, parameters, **kwargs):
     """Stands in for papermill.execute_notebook: what experiment.ipynb does (build_config, then fit), in this
-    process. FAULT_KILL_BEFORE=<run> SIGKILLs this process as that run starts, FAULT_KILL_AT=<n> at its n-th
-    training step; FAULT_LOG gets a line per epoch trained."""
+    process; EPOCHS gets (run, epoch) for each epoch trained."""
     out_dir = parameters["out_dir"]
-    if os.environ.get("FAULT_KILL_BEFORE") == os.path.basename(out_dir):
-        os.kill(os.getpid(), signal.SIGKILL)
     cfg = ablate.build_config(parameters["preset"], parameters["profile"], parameters["overrides"],
                               smoke=bool(parameters.get("smoke")), dataset=parameters["dataset"])
     Path(output_path).write_text(json.dumps({"parameters": parameters}))  # the executed notebook's stand-in
-
-    def log(record):
-        with open(os.environ["FAULT_LOG"], "a") as f:
-            f.write(f"{os.path.basename(out_dir)} {record['epoch']}\n")
-
-    fit(cfg, out_dir, on_epoch_end=log)
+    fit(cfg, out_dir, on_epoch_end=lambda record: EPOCHS.append((Path(out_dir).name, record["epoch"])))
 
 
-KILLED_GRID = r"""
-import os, signal, sys
-import papermill, torch
-sys.path.insert(0, sys.argv[1])
-from test_faults import notebook_in_process
-from reidlab import ablate, train
-
-torch.set_num_threads(1)
-papermill.execute_notebook = notebook_in_process
-real, calls = train.compute_losses, [0]
-
-def compute_losses(*args):
-    calls[0] += 1
-    if calls[0] == int(os.environ.get("FAULT_KILL_AT", 0)):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(*args)
-
-train.compute_losses = compute_losses
-ablate.main(sys.argv[2:])
-"""
+EPOCHS = []
 
 
-def test_grid_killed_between_and_inside_runs_resumes_to_the_same_tables(tmp_path, tiny_market, monkeypatch):
+@pytest.fixture
+def grid_args(tmp_path, tiny_market, monkeypatch):
     data_root = tmp_path / "data"
     data_root.mkdir()
     (data_root / "market1501").symlink_to(tiny_market)
     (tmp_path / "two.yaml").write_text(GRID)
-    args = dict(grid=str(tmp_path / "two.yaml"), dataset="market1501", profile="smoke",
-                sets={"data_root": str(data_root)}, progress=False)
-    log = tmp_path / "epochs.log"
-    monkeypatch.setenv("FAULT_LOG", str(log))
     monkeypatch.setattr(papermill, "execute_notebook", notebook_in_process)
-    straight = ablate.run_grid(out=tmp_path / "straight", **args)
+    EPOCHS.clear()
+    return dict(grid=str(tmp_path / "two.yaml"), dataset="market1501", profile="smoke",
+                sets={"data_root": str(data_root)}, progress=False)
+
+
+@needs_fork
+def test_grid_killed_between_and_inside_runs_resumes_to_the_same_tables(tmp_path, dataset, grid_args, monkeypatch):
+    straight = ablate.run_grid(out=tmp_path / "straight", **grid_args)
     assert straight.done == ["a", "b"]
+    out = tmp_path / "runs"
+    a, b = out / "two" / "a", out / "two" / "b"
 
-    def killed_batch(**fault):
-        command = [sys.executable, "-c", KILLED_GRID, str(Path(__file__).parent), args["grid"], "--profile", "smoke",
-                   "--dataset", "market1501", "--set", f"data_root={data_root}", "--out", str(tmp_path / "runs")]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "FAULT_LOG": str(log), **fault}
-        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
+    def die_as_b_starts(input_path, output_path, parameters, **kwargs):
+        if Path(parameters["out_dir"]).name == "b":
+            os.kill(os.getpid(), signal.SIGKILL)
+        notebook_in_process(input_path, output_path, parameters, **kwargs)
 
-    a, b = tmp_path / "runs" / "two" / "a", tmp_path / "runs" / "two" / "b"
-    log.write_text("")
-    killed_batch(FAULT_KILL_BEFORE="b")  # between runs: a finished, b about to start
+    with monkeypatch.context() as m:
+        m.setattr(papermill, "execute_notebook", die_as_b_starts)
+        killed(lambda: ablate.run_grid(out=out, **grid_args))  # between runs: a finished, b next
     assert (a / "metrics.json").exists() and not (b / "config.json").exists()
     finished = run_files(a)
 
-    cfg = ablate.plan_grid(args["grid"], "market1501", sets=args["sets"], profile="smoke")[1].config
-    first_epoch = steps_per_epoch(cfg, load_dataset("market1501", tiny_market, verbose=False), [1])[0]
-    log.write_text("")
-    killed_batch(FAULT_KILL_AT=str(first_epoch + 2))  # inside run b: its epoch 2, step 1
-    assert log.read_text() == "b 1\n"  # a skipped, b killed after its first epoch
+    b_cfg = ablate.plan_grid(**{k: v for k, v in grid_args.items() if k != "progress"})[1].config
+    first_epoch = steps_per_epoch(b_cfg, dataset, [1])[0]
+    killed(lambda: ablate.run_grid(out=out, **grid_args), kill_at=first_epoch + 2)  # b's epoch 2, step 1
     assert read_checkpoint(b / CHECKPOINT)["epoch"] == 1 and not (b / "metrics.json").exists()
+    assert run_files(a) == finished  # a skipped
 
-    log.write_text("")
-    report = ablate.run_grid(out=tmp_path / "runs", **args)
+    EPOCHS.clear()
+    report = ablate.run_grid(out=out, **grid_args)
     assert report.skipped == ["a"] and report.done == ["b"] and report.ok
-    assert log.read_text() == "b 2\n"  # b resumed from its epoch-1 checkpoint
+    assert EPOCHS == [("b", 2)]  # b resumed from its epoch-1 checkpoint
     assert run_files(a) == finished  # nothing finished was rewritten
     for name in ("a", "b"):
-        ours, theirs = tmp_path / "runs" / "two" / name, tmp_path / "straight" / "two" / name
+        ours, theirs = out / "two" / name, tmp_path / "straight" / "two" / name
         assert [untimed(r) for r in load_history(ours)] == [untimed(r) for r in load_history(theirs)]
         assert untimed(json.loads((ours / "metrics.json").read_text())) == \
             untimed(json.loads((theirs / "metrics.json").read_text()))
 
 
-def test_unreadable_checkpoints_fail_one_run_of_a_grid_and_say_how_to_rerun_it(tmp_path, tiny_market,
-                                                                                monkeypatch):
-    data_root = tmp_path / "data"
-    data_root.mkdir()
-    (data_root / "market1501").symlink_to(tiny_market)
-    (tmp_path / "two.yaml").write_text(GRID)
+def test_unreadable_checkpoints_fail_one_run_of_a_grid_and_say_how_to_rerun_it(tmp_path, grid_args):
     folder = tmp_path / "runs" / "two" / "a"
     folder.mkdir(parents=True)
-    cfg = ablate.plan_grid(str(tmp_path / "two.yaml"), "market1501", sets={"data_root": str(data_root)},
-                           profile="smoke")[0].config
-    cfg.save(folder / "config.json")
+    ablate.plan_grid(**{k: v for k, v in grid_args.items() if k != "progress"})[0].config.save(folder / "config.json")
     (folder / CHECKPOINT).write_bytes(b"PK\x03\x04 cut short")
-    monkeypatch.setenv("FAULT_LOG", str(tmp_path / "epochs.log"))
-    monkeypatch.setattr(papermill, "execute_notebook", notebook_in_process)
-    report = ablate.run_grid(str(tmp_path / "two.yaml"), dataset="market1501", profile="smoke",
-                             sets={"data_root": str(data_root)}, out=tmp_path / "runs", progress=False)
-    assert report.done == ["b"] and list(report.failed) == ["a"]
+    report = ablate.run_grid(out=tmp_path / "runs", **grid_args)
+    assert report.done == ["b"] and list(report.failed) == ["a"]  # the others go on
     assert "CheckpointError" in report.failed["a"] and f"delete the folder {folder}" in report.failed["a"]
 
 
 # --- a grid that cannot run on its dataset ---------------------------------------------------------------------
 
 def test_grid_with_more_identities_per_batch_than_the_dataset_stops_before_any_run(tmp_path, monkeypatch):
-    from conftest import write_market_layout
-
     write_market_layout(tmp_path / "data" / "market1501", num_train_ids=12, num_test_ids=2, per_cam=1)
     (tmp_path / "grid.yaml").write_text("name: batch\npreset: bot\nruns:\n  - name: a\n  - {name: b, P: 16}\n")
     monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a run started"))
