@@ -151,7 +151,8 @@ def check_resume_config(cfg: Config, out_dir: Path) -> None:
 
 def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         on_epoch_end: Callable[[dict], None] | None = None) -> dict:
-    """Train `cfg` into `out_dir` and evaluate; resumes from `out_dir/checkpoint.pt` when it exists.
+    """Train `cfg` into `out_dir` and evaluate; resumes from `out_dir/checkpoint.pt` when it exists (from
+    checkpoint.prev.pt when the latest cannot be read), and starts over with resume=False.
 
     Returns the final metrics (also written to `metrics.json`). `on_epoch_end(record)` gets each history line,
     so a notebook can live-plot without the package importing matplotlib.

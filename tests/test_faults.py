@@ -27,7 +27,7 @@ from reidlab.sampler import RandomIdentitySampler
 from reidlab import train as train_module
 from reidlab.train import TrainingDiverged, fit, load_history
 
-TIMING = ("seconds", "images_per_s", "train_seconds", "device")  # differ between any two runs
+TIMING = ("seconds", "images_per_s", "train_seconds", "device", "cpu_load")  # differ between any two runs
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="kills a forked process (no os.fork here)")
 
 
