@@ -7,8 +7,9 @@ Each run writes <out>/<grid>/<run>/ with run.json (what was asked), config.json,
 checkpoint.pt and experiment.ipynb (the executed notebook). `--executor direct` trains through reidlab.train.fit
 without Jupyter (the same folder but the notebook; papermill run over the finished folder later only reads it and
 adds the notebook); `--jobs N` runs N rows at once, each in its own process. Every run's parameters are checked (notebook
-parameters, Config fields and values) before the first one starts. A finished run (metrics.json) is skipped,
-an interrupted one resumes from its checkpoint, a failed one is reported and the others go on; --force reruns.
+parameters, Config fields and values, and that its training set holds the P identities a batch needs) before the
+first one starts. A finished run (metrics.json) is skipped, an interrupted one resumes from its checkpoint (the
+previous one if a crash left the latest unreadable), a failed one is reported and the others go on; --force reruns.
 """
 from __future__ import annotations
 
