@@ -272,7 +272,9 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         steps = max(step + 1, 1)
         record = {"epoch": epoch, "lr": lr, "loss": sum(sums.values()) / steps,
                   **{k: v / steps for k, v in sums.items()},
-                  "seconds": round(seconds, 3), "images_per_s": round(n_images / seconds, 1)}
+                  "seconds": round(seconds, 3), "images_per_s": round(n_images / seconds, 1),
+                  # the eager step is bound by Python launching kernels: other work on the CPUs slows it down
+                  "cpu_load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
         if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs and main_process:
             record.update(evaluate())
         if main_process:
