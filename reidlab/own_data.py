@@ -120,6 +120,25 @@ class FolderCheck:
                 f"{len(self.unreadable)} unreadable files")
 
 
+def plot_folder_check(check: FolderCheck, ax=None):
+    """Two panels: how many images each identity has (a histogram), and images per camera."""
+    from reidlab.viz import _axes
+
+    fig, (left, right) = _axes(ax, 2, (10, 3.2))
+    per_id = check.per_identity()["images"]
+    left.hist(per_id, bins=range(1, int(per_id.max()) + 2), color="#1f77b4", edgecolor="white", align="left")
+    left.set(xlabel="images of the identity", ylabel="identities",
+             title=f"{len(per_id)} identities, {int((per_id == 1).sum())} with one image")
+    cams = check.per_camera()
+    if len(cams):
+        right.bar(cams.index.astype(str), cams["images"], color="#2ca02c")
+        right.set(xlabel="camera label", ylabel="images", title=f"{len(cams)} cameras")
+    else:
+        right.text(0.5, 0.5, "no camera labels:\neach image is its own camera", ha="center", va="center")
+        right.set_axis_off()
+    return fig
+
+
 def number_cameras(labels) -> dict[str, int]:
     """Camera labels -> 0-based camids in sorted order (numeric when every label is an integer), as read_custom."""
     numeric = all(re.fullmatch(r"-?\d+", c) for c in labels)

@@ -108,3 +108,12 @@ def test_executes_in_smoke_mode(path, runs_root, tmp_path, monkeypatch):
         for run in table.index:
             assert tuple(table.loc[run, ["paper_rank1", "paper_mAP"]]) == TABLE1[run]
             assert len([p for p in out_dir.glob(f"{run}-*") if (p / "metrics.json").exists()]) == 1
+    if path.name.startswith("12_"):  # your own data: the example pool split, trained, evaluated twice, exported
+        import pandas as pd
+
+        assert set(pd.read_csv(out_dir / "split.csv")["split"]) == {"train", "query", "gallery"}
+        (run_dir,) = (out_dir / "runs").iterdir()  # the run on the example folder (not synthetic_small's layout)
+        ours, by_fit = (json.loads(p.read_text()) for p in (out_dir / "metrics.json", run_dir / "metrics.json"))
+        assert (ours["rank1"], ours["mAP"]) == pytest.approx((by_fit["rank1"], by_fit["mAP"]))
+        export = json.loads((out_dir / "export_check.json").read_text())
+        assert export["passed"] and export["min_cosine"] >= 0.99999 and (out_dir / "model.onnx").is_file()
