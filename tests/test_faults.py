@@ -312,51 +312,59 @@ GRID = ("name: two\npreset: bot\noverrides: {backbone: mobilenet_v2, pretrained:
         "runs:\n  - name: a\n  - name: b\n    label_smoothing: false\n")
 
 
-def notebook_in_process(input_path, output_path, parameters, **kwargs):
-    """Stands in for papermill.execute_notebook: what experiment.ipynb does (build_config, then fit), in this
-    process; EPOCHS gets (run, epoch) for each epoch trained."""
-    out_dir = parameters["out_dir"]
-    cfg = ablate.build_config(parameters["preset"], parameters["profile"], parameters["overrides"],
-                              smoke=bool(parameters.get("smoke")), dataset=parameters["dataset"])
-    Path(output_path).write_text(json.dumps({"parameters": parameters}))  # the executed notebook's stand-in
-    fit(cfg, out_dir, on_epoch_end=lambda record: EPOCHS.append((Path(out_dir).name, record["epoch"])))
-
-
-EPOCHS = []
+EPOCHS = []  # (run, epoch) of every epoch trained in this process
 
 
 @pytest.fixture
 def grid_args(tmp_path, tiny_market, monkeypatch):
+    """A two-run grid on the tiny dataset, run by the direct executor (reidlab.train.fit in this process, the
+    notebook's cells without Jupyter: tests/test_ablate.py runs the papermill path end to end)."""
     data_root = tmp_path / "data"
     data_root.mkdir()
     (data_root / "market1501").symlink_to(tiny_market)
     (tmp_path / "two.yaml").write_text(GRID)
-    monkeypatch.setattr(papermill, "execute_notebook", notebook_in_process)
+    real_fit = train_module.fit
+
+    def recording_fit(cfg, out_dir, *args, **kwargs):
+        def log(record):
+            EPOCHS.append((Path(out_dir).name, record["epoch"]))
+
+        return real_fit(cfg, out_dir, *args, on_epoch_end=log, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit", recording_fit)
     EPOCHS.clear()
     return dict(grid=str(tmp_path / "two.yaml"), dataset="market1501", profile="smoke",
-                sets={"data_root": str(data_root)}, progress=False)
+                sets={"data_root": str(data_root)}, progress=False, executor="direct")
+
+
+def plan(grid_args) -> list:
+    return ablate.plan_grid(grid_args["grid"], grid_args["dataset"], sets=grid_args["sets"],
+                            profile=grid_args["profile"])
 
 
 @needs_fork
-def test_grid_killed_between_and_inside_runs_resumes_to_the_same_tables(tmp_path, dataset, grid_args, monkeypatch):
+def test_grid_killed_between_and_inside_runs_resumes_to_the_same_tables(tmp_path, dataset, grid_args):
     straight = ablate.run_grid(out=tmp_path / "straight", **grid_args)
     assert straight.done == ["a", "b"]
     out = tmp_path / "runs"
     a, b = out / "two" / "a", out / "two" / "b"
 
-    def die_as_b_starts(input_path, output_path, parameters, **kwargs):
-        if Path(parameters["out_dir"]).name == "b":
-            os.kill(os.getpid(), signal.SIGKILL)
-        notebook_in_process(input_path, output_path, parameters, **kwargs)
+    def killed_as_b_starts():
+        fit_a = train_module.fit
 
-    with monkeypatch.context() as m:
-        m.setattr(papermill, "execute_notebook", die_as_b_starts)
-        killed(lambda: ablate.run_grid(out=out, **grid_args))  # between runs: a finished, b next
+        def fit_or_die(cfg, out_dir, *args, **kwargs):
+            if Path(out_dir).name == "b":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return fit_a(cfg, out_dir, *args, **kwargs)
+
+        train_module.fit = fit_or_die  # in the child only
+        ablate.run_grid(out=out, **grid_args)
+
+    killed(killed_as_b_starts)  # between runs: a finished, b next
     assert (a / "metrics.json").exists() and not (b / "config.json").exists()
     finished = run_files(a)
 
-    b_cfg = ablate.plan_grid(**{k: v for k, v in grid_args.items() if k != "progress"})[1].config
-    first_epoch = steps_per_epoch(b_cfg, dataset, [1])[0]
+    first_epoch = steps_per_epoch(plan(grid_args)[1].config, dataset, [1])[0]
     killed(lambda: ablate.run_grid(out=out, **grid_args), kill_at=first_epoch + 2)  # b's epoch 2, step 1
     assert read_checkpoint(b / CHECKPOINT)["epoch"] == 1 and not (b / "metrics.json").exists()
     assert run_files(a) == finished  # a skipped
@@ -376,7 +384,7 @@ def test_grid_killed_between_and_inside_runs_resumes_to_the_same_tables(tmp_path
 def test_unreadable_checkpoints_fail_one_run_of_a_grid_and_say_how_to_rerun_it(tmp_path, grid_args):
     folder = tmp_path / "runs" / "two" / "a"
     folder.mkdir(parents=True)
-    ablate.plan_grid(**{k: v for k, v in grid_args.items() if k != "progress"})[0].config.save(folder / "config.json")
+    plan(grid_args)[0].config.save(folder / "config.json")
     (folder / CHECKPOINT).write_bytes(b"PK\x03\x04 cut short")
     report = ablate.run_grid(out=tmp_path / "runs", **grid_args)
     assert report.done == ["b"] and list(report.failed) == ["a"]  # the others go on
