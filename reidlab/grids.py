@@ -13,6 +13,7 @@ same config but the evaluation fields), which costs more but keeps one run folde
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from reidlab.config import PRESETS, TABLE1
@@ -134,13 +135,19 @@ def read_grid_file(path: str | Path) -> tuple[str, list[dict]]:
             label_smoothing: false # a Config field at the top of a run goes to its overrides
           - {name: ls_0.2, overrides: {smoothing_eps: 0.2}}
     """
-    import yaml
-
     path = Path(path)
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path} is not valid YAML: {e}") from None
+    if path.suffix == ".json":  # JSON is YAML too, and needs no PyYAML (a GPU machine may lack it)
+        try:
+            spec = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+    else:
+        import yaml
+
+        try:
+            spec = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path} is not valid YAML: {e}") from None
     if isinstance(spec, list):
         spec = {"runs": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("runs"), list) or not spec["runs"]:

@@ -24,14 +24,21 @@ def write_grid(path, rows: str) -> str:
     return str(path)
 
 
+def write_json_grid(path, rows: list) -> str:
+    """The same grid as JSON: read without PyYAML (which a GPU machine may lack)."""
+    path.write_text(json.dumps({"name": "par", "preset": "bot", "overrides": {
+        "epochs": 1, "image_size": [32, 16], "milestones": [1], "checkpoint_every": 1}, "runs": rows}))
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def grids(tmp_path_factory):
     root = tmp_path_factory.mktemp("executors")
     data = root / "data"
     write_market_layout(data / "market1501")
     # c fails when it builds its model: a row that breaks at run time, not at planning
-    three = write_grid(root / "three.yaml", "  - {name: c, pretrained: /nonexistent/weights.pth}\n"
-                                            "  - name: a\n  - {name: b, label_smoothing: false}\n")
+    three = write_json_grid(root / "three.json", [{"name": "c", "pretrained": "/nonexistent/weights.pth"},
+                                                  {"name": "a"}, {"name": "b", "label_smoothing": False}])
     one = write_grid(root / "one.yaml", "  - name: a\n")
     args = ["--profile", "smoke", "--dataset", "market1501", "--set", f"data_root={data}"]
     return root, three, one, args
@@ -39,10 +46,13 @@ def grids(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def direct_serial(grids):
-    """The grid run one row at a time with --executor auto in a process where papermill cannot be imported."""
+    """The grid run one row at a time with --executor auto in a process that, like the GPU machine, cannot
+    import papermill, Jupyter or PyYAML."""
     root, three, _, args = grids
     out = root / "serial"
-    code = ("import sys; sys.modules['papermill'] = None\n"
+    code = ("import sys\n"
+            "for name in ('papermill', 'nbclient', 'ipykernel', 'jupyter_client', 'IPython', 'yaml'):\n"
+            "    sys.modules[name] = None\n"
             "from reidlab.ablate import main\n"
             f"sys.exit(main({[three, *args, '--out', str(out), '--executor', 'auto']!r}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
@@ -130,3 +140,13 @@ def test_executor_and_jobs_are_checked(tmp_path, monkeypatch):
         resolve_executor("papermill")
     with pytest.raises(GridError, match="jobs"):
         run_grid("tricks", profile="smoke", out=tmp_path, jobs=0, progress=False)
+
+
+def test_json_grid_plans_as_yaml_without_pyyaml(tmp_path, monkeypatch):
+    from reidlab.ablate import plan_grid
+    yaml_runs = plan_grid(write_grid(tmp_path / "g.yaml", "  - name: a\n  - {name: b, label_smoothing: false}\n"),
+                          profile="smoke")
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    json_runs = plan_grid(write_json_grid(tmp_path / "g.json", [{"name": "a"}, {"name": "b", "label_smoothing": False}]),
+                          profile="smoke")
+    assert [(r.name, r.config, r.parameters) for r in json_runs] == [(r.name, r.config, r.parameters) for r in yaml_runs]
