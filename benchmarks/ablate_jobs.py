@@ -70,14 +70,10 @@ def write_grid(folder: Path, n: int, overrides: dict) -> str:
 
 def fill_caches(cfg) -> float:
     """Decode the training and test images once (on-disk caches), so that no N pays it."""
-    from reidlab.datasets import load_dataset
-    from reidlab.gpu_data import decode_images
-    from reidlab.paths import resolve
+    from reidlab.gpu_eval import decode_ahead
 
     started = time.perf_counter()
-    dataset = load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=False)
-    decode_images(dataset.train, cfg.image_size, progress=False)
-    decode_images(tuple(dataset.query) + tuple(dataset.gallery), cfg.image_size, progress=False)
+    decode_ahead([cfg.replace(data_path="gpu")], progress=False)
     return time.perf_counter() - started
 
 

@@ -447,6 +447,8 @@ def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = N
 
         if torch.cuda.is_available():
             print(mps_status(), file=sys.stderr)
+        from reidlab.gpu_eval import decode_ahead
+        decode_ahead([run.config for run in runs], progress=progress)  # once here, not once per process at once
         running = set()
 
         def started(i: int) -> None:

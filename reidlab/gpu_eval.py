@@ -84,3 +84,28 @@ def evaluate_on_device(model, cfg, dataset, device, batch_size: int = BATCH_SIZE
     feats, pids, camids, q = extract_device_features(model, cfg, dataset, device, batch_size, cache_dir)
     feats = feats.to(device)
     return score_features(feats[:q], pids[:q], camids[:q], feats[q:], pids[q:], camids[q:], cfg)
+
+
+def decode_ahead(configs, cache_dir: str | Path | None = None, progress: bool = True) -> int:
+    """Fill the on-disk caches of decode_images (training set, then query + gallery) for every distinct dataset and
+    image size among `configs` with data_path="gpu"; returns how many were filled. Runs that start side by side
+    then read the caches instead of each decoding the same images at once. A dataset that fails to decode is
+    left to its runs, which report it."""
+    from reidlab.datasets import load_dataset
+    from reidlab.paths import resolve
+
+    seen, filled = set(), 0
+    for cfg in configs:
+        key = (cfg.dataset, cfg.data_root, tuple(cfg.image_size))
+        if cfg.data_path != "gpu" or key in seen:
+            continue
+        seen.add(key)
+        try:
+            dataset = load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=False)
+            decode_images(dataset.train, cfg.image_size, cache_dir, progress=progress)
+            decode_images(tuple(dataset.query) + tuple(dataset.gallery), cfg.image_size, cache_dir, progress=progress)
+        except Exception as e:  # e.g. a corrupt image: each run that reads this dataset reports it
+            print(f"warning: decoding {cfg.dataset} ahead failed ({type(e).__name__}: {e}); its runs decode alone")
+            continue
+        filled += 1
+    return filled

@@ -7,7 +7,7 @@ from reidlab import gpu_eval
 from reidlab.ablate import build_config, evaluate_split
 from reidlab.datasets import load_dataset
 from reidlab.evaluate import evaluate_model, extract_features
-from reidlab.gpu_eval import evaluate_on_device, extract_device_features, load_test_set
+from reidlab.gpu_eval import decode_ahead, evaluate_on_device, extract_device_features, load_test_set
 from reidlab.loaders import build_test_loader
 from reidlab.model import build_model
 from reidlab.train import fit, seed_epoch
@@ -93,3 +93,15 @@ def test_fit_and_ablate_evaluate_from_device_memory_when_data_path_gpu(tmp_path,
     expected = evaluate_split(model, saved.replace(data_path="loader"), dataset, "cpu")
     assert {k: metrics[k] for k in METRIC_KEYS} == {k: expected[k] for k in METRIC_KEYS}
     assert evaluate_split(model, saved, dataset, "cpu") == expected and calls == [1, 1]
+
+
+def test_decode_ahead_fills_the_caches_runs_read(setup, tmp_path, monkeypatch):
+    cfg, dataset, _ = setup
+    gpu = cfg.replace(data_path="gpu")
+    assert decode_ahead([cfg, gpu, gpu.replace(seed=1)], cache_dir=tmp_path, progress=False) == 1  # loader: none
+    assert len(list(tmp_path.glob("decoded_64x32_*.npy"))) == 2  # training set, query + gallery
+    import reidlab.gpu_data as gpu_data
+    monkeypatch.setattr(gpu_data, "decode_image", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    gpu_eval._load_resident.cache_clear()
+    assert len(load_test_set(dataset, gpu.image_size, "cpu", tmp_path, False).images) == len(dataset.query) + len(
+        dataset.gallery)
