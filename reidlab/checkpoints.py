@@ -84,8 +84,11 @@ def read_checkpoint(path: Path, map_location=None) -> dict:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # a truncated zip, a bad pickle, an I/O error: all mean "cannot be read"
         size = path.stat().st_size
+        if size == 0:
+            raise CheckpointError(f"{path} cannot be read (it is empty: a write that never finished)") from e
+        why = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # torch's first sentence says enough
         raise CheckpointError(f"{path} cannot be read ({size} bytes; truncated or corrupt: "
-                              f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
+                              f"{type(e).__name__}: {why})") from e
     missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"{path} is not a reidlab checkpoint (it lacks {', '.join(missing)})")
