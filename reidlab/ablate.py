@@ -353,6 +353,8 @@ def read_finished(cfg: Config, folder: str | Path) -> dict | None:
         return None
     saved = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
     changed = [k for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS and saved.get(k) != v]
+    if changed and set(changed) <= {"epochs", "eval_every"}:
+        return None  # fit resumes the run over these (more epochs, say): reidlab.train.check_resume_config
     if changed:
         raise ValueError(f"{folder} holds a finished run with another config ({', '.join(changed)} differ); "
                          f"use another out_dir, or delete the folder to start over")

@@ -150,3 +150,17 @@ def test_json_grid_plans_as_yaml_without_pyyaml(tmp_path, monkeypatch):
     json_runs = plan_grid(write_json_grid(tmp_path / "g.json", [{"name": "a"}, {"name": "b", "label_smoothing": False}]),
                           profile="smoke")
     assert [(r.name, r.config, r.parameters) for r in json_runs] == [(r.name, r.config, r.parameters) for r in yaml_runs]
+
+
+def test_read_finished_reads_only_a_run_of_the_same_config(tmp_path):
+    from reidlab.ablate import build_config, read_finished
+    cfg = build_config("bot", smoke=True, overrides={"progress": False})
+    assert read_finished(cfg, tmp_path) is None
+    cfg.save(tmp_path / "config.json")
+    assert read_finished(cfg, tmp_path) is None  # interrupted: no metrics.json, fit resumes it
+    (tmp_path / "metrics.json").write_text('{"mAP": 12.5}')
+    assert read_finished(cfg, tmp_path) == {"mAP": 12.5}
+    assert read_finished(cfg.replace(progress=True, num_workers=3), tmp_path) == {"mAP": 12.5}  # how, not what
+    assert read_finished(cfg.replace(epochs=cfg.epochs + 2), tmp_path) is None  # fit trains it further
+    with pytest.raises(ValueError, match="label_smoothing"):
+        read_finished(cfg.replace(label_smoothing=False), tmp_path)
