@@ -31,6 +31,7 @@ import platform
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -118,13 +119,13 @@ def render_markdown(data: dict) -> str:
                   for r in sd["runs"]]
     fit = parts.get("fit", {})
     if fit.get("runs"):
-        lines += ["", "## fit, 3 epochs (warmup, base lr, x0.1), evaluation included", "",
-                  "| run | images / s per epoch | loss per epoch | train s | total s | rank-1 | mAP |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", "## fit: warmup, base lr, x0.1, evaluation included", "",
+                  "| run | images / s per epoch | loss per epoch | train s | total s | rank-1 | mAP | "
+                  "largest weight difference to the first run |", "|---|---|---|---|---|---|---|---|"]
         for r in fit["runs"]:
             lines.append(f"| {r['run']} | {', '.join(f'{x:,.0f}' for x in r['images_per_s'])} | "
                          f"{', '.join(f'{x:.4f}' for x in r['loss'])} | {r['train_seconds']} | {r['total_s']:.1f} | "
-                         f"{r['rank1']:.1f} | {r['mAP']:.1f} |")
+                         f"{r['rank1']:.1f} | {r['mAP']:.1f} | {r.get('max_weight_diff_vs_graph', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -617,25 +618,54 @@ class Check:
         finally:
             stop.set()
             thread.join(timeout=30)
+        if self.cuda:  # another process computing on the same GPU (a benchmark run beside fit, say)
+            code = ("import torch\nx = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16)\n"
+                    "while True:\n    y = x @ x\n    torch.cuda.synchronize()")
+            other = subprocess.Popen([sys.executable, "-c", code])
+            try:
+                time.sleep(6)  # its CUDA context up
+                measure("epoch 40 + another process running matmuls on the same GPU")
+            finally:
+                other.kill()
+                other.wait()
 
     # 5. fit itself
     def part_fit(self) -> None:
-        from reidlab.train import fit
+        """fit for 3 epochs (warmup, base lr, x0.1): with the graph straight, with the graph stopped after epoch 2
+        and resumed (a new capture), and eager."""
+        from reidlab.train import fit, load_history
+
+        class Stop(Exception):
+            pass
+
+        def stop_before_last(record):
+            if record["epoch"] == epochs - 1:
+                raise Stop
+
         runs = []
         self.record.part("fit", runs=runs)
-        epochs = 3 if not self.quick else 1
-        for run, graph in (("graph", True), ("eager", False)):
-            cfg = self.cfg(self.backbones[0], amp="bf16", channels_last=True, data_path="gpu", cuda_graph=graph, epochs=epochs, warmup_epochs=2, milestones=(3,),
-                           checkpoint_every=epochs, device=str(self.device))
+        epochs = 3 if not self.quick else 2
+        for run, graph in (("graph", True), (f"graph, resumed after epoch {epochs - 1}", True), ("eager", False)):
+            cfg = self.cfg(self.backbones[0], amp="bf16", channels_last=True, data_path="gpu", cuda_graph=graph,
+                           epochs=epochs, warmup_epochs=2, milestones=(epochs,), device=str(self.device),
+                           checkpoint_every=epochs - 1 if "resumed" in run else epochs)
+            out = self.scratch / f"fit_{len(runs)}"
             started = time.perf_counter()
-            out = self.scratch / f"fit_{run}"
+            if "resumed" in run:
+                with contextlib.suppress(Stop):
+                    fit(cfg, out, dataset=self.dataset, on_epoch_end=stop_before_last)
             metrics = fit(cfg, out, dataset=self.dataset)
-            from reidlab.train import load_history
             history = load_history(out)
-            runs.append(dict(run=run, images_per_s=[r["images_per_s"] for r in history],
-                             loss=[r["loss"] for r in history], lr=[r["lr"] for r in history],
-                             train_seconds=metrics["train_seconds"], total_s=time.perf_counter() - started,
-                             rank1=metrics["rank1"], mAP=metrics["mAP"]))
+            r = dict(run=run, images_per_s=[h["images_per_s"] for h in history], loss=[h["loss"] for h in history],
+                     lr=[h["lr"] for h in history], train_seconds=metrics["train_seconds"],
+                     total_s=time.perf_counter() - started, rank1=metrics["rank1"], mAP=metrics["mAP"])
+            weights = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+            if runs:  # against the straight graph run: the largest weight difference at the end
+                first = torch.load(self.scratch / "fit_0" / "checkpoint.pt", map_location="cpu",
+                                   weights_only=False)["model"]
+                r["max_weight_diff_vs_graph"] = max(float((weights[k].double() - first[k].double()).abs().max())
+                                                    for k in first if first[k].is_floating_point())
+            runs.append(r)
             self.record.part("fit", runs=runs)
             free(self.device)
 

@@ -37,8 +37,9 @@ def test_quick_gpucheck_runs_every_part(tmp_path):
     what = [r["what"] for r in parts["eval"]["runs"]]
     assert any("device memory" in w for w in what) and any("re-ranking" in w for w in what)
     assert len(parts["slowdown"]["runs"]) == 4
-    graph, eager = parts["fit"]["runs"]
-    assert graph["loss"] == eager["loss"]  # a CPU falls back to the eager step
+    graph, resumed, eager = parts["fit"]["runs"]
+    assert len(graph["loss"]) == 2 and graph["loss"] == resumed["loss"] == eager["loss"]  # a CPU: the eager step
+    assert resumed["max_weight_diff_vs_graph"] == eager["max_weight_diff_vs_graph"] == 0
     assert "cuda_graph: training eagerly (device is cpu, not CUDA)" in run.stdout
 
     md = (tmp_path / "a" / "gpucheck_cpu_quick.md").read_text()
