@@ -58,7 +58,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     from reidlab.datasets import load_dataset
     from reidlab.evaluate import evaluate_model
-    from reidlab.gpu_eval import _load_resident, evaluate_on_device, load_test_set
+    from reidlab.gpu_eval import evaluate_on_device, free_test_set, load_test_set
     from reidlab.loaders import build_test_loader
     from reidlab.model import build_model
 
@@ -79,7 +79,7 @@ def main(argv=None) -> None:
         torch.manual_seed(0)
         model = build_model(cfg, dataset.num_train_pids).to(device).eval()
 
-    _load_resident.cache_clear()
+    free_test_set()
     _, decode_s = timed(device, load_test_set, dataset, cfg.image_size, device, None, False)
     rows = []
     for amp in ("none", "bf16"):

@@ -363,7 +363,7 @@ def read_finished(cfg: Config, folder: str | Path) -> dict | None:
 
 def execute_direct(run: Run, folder: Path) -> dict:
     """The experiment notebook's cells without Jupyter: read a finished run or train it (fit), then the
-    cross-domain test and R when the run asks for them. Writes what the notebook writes, but the notebook."""
+    cross-domain test and R when the run asks for them. Writes all the notebook writes but the executed notebook."""
     from reidlab.results import intra_inter_ratio
     from reidlab.train import fit
 

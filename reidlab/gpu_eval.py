@@ -35,11 +35,16 @@ def load_test_set(dataset, image_size, device, cache_dir: str | Path | None = No
     """Query + gallery of `dataset` as uint8 on `device`, decoded once (the on-disk cache of decode_images).
 
     The last test set loaded stays resident (a cache of one), so evaluating every few epochs, or the runs of a
-    grid one after another in one process, decodes and copies nothing again.
+    grid one after another in one process, decodes and copies nothing again; free_test_set() lets it go.
     """
     records = tuple(dataset.query) + tuple(dataset.gallery)
     return _load_resident(records, len(dataset.query), tuple(image_size), str(torch.device(device)),
                           None if cache_dir is None else str(cache_dir), progress)
+
+
+def free_test_set() -> None:
+    """Drop the resident test set (its device memory returns to PyTorch's allocator)."""
+    _load_resident.cache_clear()
 
 
 @lru_cache(maxsize=1)

@@ -102,6 +102,6 @@ def test_decode_ahead_fills_the_caches_runs_read(setup, tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("decoded_64x32_*.npy"))) == 2  # training set, query + gallery
     import reidlab.gpu_data as gpu_data
     monkeypatch.setattr(gpu_data, "decode_image", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
-    gpu_eval._load_resident.cache_clear()
+    gpu_eval.free_test_set()
     assert len(load_test_set(dataset, gpu.image_size, "cpu", tmp_path, False).images) == len(dataset.query) + len(
         dataset.gallery)
