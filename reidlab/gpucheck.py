@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -308,6 +309,7 @@ class Check:
                 break
         self.record.data["total_s"] = round(time.perf_counter() - self.t0, 1)
         self.record.write()
+        shutil.rmtree(self.scratch, ignore_errors=True)  # the unpacked data, fit's run folders
         return self.record.data
 
     # 0. data and weights
@@ -470,10 +472,15 @@ class Check:
              dict(graph=True)),
             ("graph + fused Adam", dict(data_path="gpu", amp="bf16", channels_last=True),
              dict(graph=True, adam="fused")),
+            ("graph + cudnn.benchmark", dict(data_path="gpu", amp="bf16", channels_last=True),
+             dict(graph=True, cudnn_benchmark=True)),
+            ("graph + fused Adam + cudnn.benchmark", dict(data_path="gpu", amp="bf16", channels_last=True),
+             dict(graph=True, adam="fused", cudnn_benchmark=True)),
             ("graph, fp32, channels_last", dict(data_path="gpu", amp="none", channels_last=True), dict(graph=True)),
             ("graph, bf16, NCHW", dict(data_path="gpu", amp="bf16", channels_last=False), dict(graph=True)),
-            ("graph + torch.compile(model)", dict(data_path="gpu", amp="bf16", channels_last=True),
-             dict(graph=True, compile_model=True)),
+            ("graph + torch.compile(model) + fused Adam + cudnn.benchmark",
+             dict(data_path="gpu", amp="bf16", channels_last=True),
+             dict(graph=True, compile_model=True, adam="fused", cudnn_benchmark=True)),
         ]
         for compiled in (False, True):  # the compile variants last: 30-40 s each to compile
             for backbone in self.backbones:
@@ -488,6 +495,9 @@ class Check:
                         runs.append(dict(backbone=backbone, pipeline=name, error="skipped: out of time"))
                         continue
                     cfg = self.cfg(backbone, **options)
+                    build = dict(build)
+                    # cuDNN times its algorithms once per shape (in the warm-up) and keeps the fastest
+                    torch.backends.cudnn.benchmark = build.pop("cudnn_benchmark", False)
                     try:
                         state = self.build(cfg, **build)
                         batches = self.batches(cfg) if cfg.data_path == "gpu" else self.loader_batches(cfg)
@@ -500,6 +510,8 @@ class Check:
                     except Exception as e:
                         r = dict(backbone=backbone, pipeline=name, error=f"{type(e).__name__}: {e}"[:300])
                         traceback.print_exc()
+                    finally:
+                        torch.backends.cudnn.benchmark = False
                     conventional = [x for x in runs if x["backbone"] == backbone
                                     and x["pipeline"].startswith("conventional") and "error" not in x]
                     if conventional and "error" not in r:

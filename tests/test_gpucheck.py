@@ -29,8 +29,8 @@ def test_quick_gpucheck_runs_every_part(tmp_path):
     runs = parts["train"]["runs"]
     assert [r["pipeline"] for r in runs] == [
         "conventional: PIL loader, fp32", "GPU data, eager, bf16, channels_last",
-        "GPU data + graph, bf16, channels_last", "graph + fused Adam", "graph, fp32, channels_last",
-        "graph, bf16, NCHW"]  # torch.compile: GPU only
+        "GPU data + graph, bf16, channels_last", "graph + fused Adam", "graph + cudnn.benchmark",
+        "graph + fused Adam + cudnn.benchmark", "graph, fp32, channels_last", "graph, bf16, NCHW"]  # compile: GPU only
     assert all(r["images_per_s"] > 0 and "error" not in r for r in runs)
     assert all(r["speedup"] > 0 for r in runs[1:])
 
