@@ -5,13 +5,14 @@ both decode files with `read_image`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from reidlab.sampler import RandomIdentitySampler
 from reidlab.transforms import build_test_transform, build_train_transform
@@ -48,33 +49,27 @@ def read_image(path: str | Path) -> Image.Image:
 
 
 class ImageDataset(Dataset):
-    """`records[i]` -> `(transform(image), pid, camid)`."""
+    """`dataset[i]` -> `(transform(image), pid, camid)`; `dataset[(i, seed)]` draws the transform's randomness
+    from `seed` (what SeededSampler yields)."""
 
     def __init__(self, records: Sequence[Record], transform: Callable | None = None):
         if len(records) == 0:
             raise ValueError("records is empty: the dataset split has no images; check the data root")
         self.records, self.transform = records, transform
-        # persistent workers keep their torch RNG across epochs, so the per-epoch reseed of the main
-        # process would not reach them: the main process writes (generation, seed) here at the start of
-        # every epoch and each worker reseeds itself on the first item of a new generation
-        self.epoch_seed = torch.zeros(2, dtype=torch.int64).share_memory_()
-        self._seen_generation = 0
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def reseed_workers(self) -> None:
-        """Called in the main process before each epoch: the workers' seed is drawn from torch's RNG."""
-        self.epoch_seed[1] = torch.randint(0, 2**62, ()).item()
-        self.epoch_seed[0] += 1
+    def __getitem__(self, item):
+        if not isinstance(item, tuple):
+            return self.load(item)
+        index, seed = item
+        # a worker's RNG is its own to overwrite; in this process the caller's stream is put back afterwards
+        with torch.random.fork_rng(devices=[], enabled=get_worker_info() is None):
+            torch.default_generator.manual_seed(seed)
+            return self.load(index)
 
-    def __getitem__(self, index: int):
-        info = get_worker_info()
-        if info is not None:
-            generation, seed = self.epoch_seed.tolist()
-            if generation != self._seen_generation:
-                self._seen_generation = generation
-                torch.manual_seed(seed + info.id)
+    def load(self, index: int):
         path, pid, camid = self.records[index][:3]
         image = read_image(path)
         if self.transform is not None:
@@ -82,16 +77,39 @@ class ImageDataset(Dataset):
         return image, pid, camid
 
 
-class TrainLoader(DataLoader):
-    """A DataLoader that reseeds its workers from torch's RNG each time an epoch's iteration starts."""
+class SeededSampler(Sampler):
+    """The wrapped sampler's indices, each with the seed of its augmentation: `(index, seed)` pairs.
 
-    def __iter__(self):
-        self.dataset.reseed_workers()
-        return super().__iter__()
+    The seeds are a pure function of (seed, the sampler's epoch and rank, position in the epoch), as on the GPU
+    path: an epoch's batches are the same with 0, 1 or 8 workers, resumed or not, whatever the timing of the
+    workers' prefetching and however many times the epoch's iteration is started. A per-epoch reseed of
+    persistent workers is not: a worker's stream then depends on how many items it decoded before the reseed
+    reached it. Everything else (`set_epoch`, `state_dict`, `num_batches`, `len`, ...) is the wrapped sampler's.
+    """
+
+    def __init__(self, sampler, seed: int):
+        self.sampler, self.seed = sampler, int(seed)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = list(self.sampler)
+        epoch, rank = getattr(self.sampler, "epoch", 0), getattr(self.sampler, "rank", 0)
+        # 32-bit seeds: torch's CPU generator (mt19937) keeps only the low 32 bits of a seed
+        seeds = np.random.SeedSequence([self.seed, epoch, rank]).generate_state(len(order), np.uint32)
+        return zip(order, seeds.tolist())
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __getattr__(self, name: str):
+        if name == "sampler":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.sampler, name)
 
 
 def build_train_loader(train_records: Sequence[Record], cfg, seed: int | None = None, sampler=None) -> DataLoader:
     """P x K batches of augmented training images; call `loader.sampler.set_epoch(e)` before each epoch.
+
+    The augmentations are a pure function of (seed, epoch, position): see SeededSampler.
 
     `sampler`: another P x K sampler, e.g. a rank's share under DDP (reidlab.distributed).
     """
@@ -100,9 +118,10 @@ def build_train_loader(train_records: Sequence[Record], cfg, seed: int | None = 
     workers = cfg.num_workers
     if workers < 0:
         raise ValueError(f"num_workers={workers} must be >= 0 (0 decodes in the main process)")
-    return TrainLoader(
-        ImageDataset(train_records, build_train_transform(cfg)),
-        batch_size=getattr(sampler, "batch_size", cfg.P * cfg.K), sampler=sampler, drop_last=True, num_workers=workers,
+    seeded = SeededSampler(sampler, cfg.seed if seed is None else seed)
+    return DataLoader(
+        ImageDataset(train_records, build_train_transform(cfg)), sampler=seeded,
+        batch_size=getattr(sampler, "batch_size", cfg.P * cfg.K), drop_last=True, num_workers=workers,
         persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
     )
 

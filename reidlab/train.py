@@ -247,7 +247,10 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         model.train()
         sums, n_images, step, started = {}, 0, -1, time.perf_counter()
         first_bad = torch.full((), -1, device=device)  # first non-finite step, tracked on the device
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not (cfg.progress and main_process))
+        # one iterator per epoch: tqdm.auto calls iter() on what it wraps when built, then again to loop, and a
+        # DataLoader with workers would start the epoch twice (its first prefetch decoded for nothing)
+        bar = tqdm(iter(batches), total=len(batches), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                   disable=not (cfg.progress and main_process))
         for step, (images, pids, _) in enumerate(bar):
             images, pids = images.to(device, non_blocking=True), pids.to(device, non_blocking=True)
             loss, terms = step_once(images, pids)

@@ -6,7 +6,7 @@ from PIL import Image
 from reidlab.config import Config
 from reidlab.loaders import (ImageDataset, ImageReadError, Record, build_test_loader, build_train_loader,
                              read_image)
-from reidlab.transforms import build_test_transform, denormalize
+from reidlab.transforms import build_test_transform, build_train_transform, denormalize
 
 CFG = Config(image_size=(64, 32), P=4, K=3, num_workers=0, seed=5)
 COUNTS = [1, 2, 3, 4, 5, 6, 7, 3, 2, 6]  # images per identity, some below K
@@ -32,7 +32,7 @@ def records(tmp_path):
 
 def check_batches(loader, records, cfg):
     P, K = cfg.P, cfg.K
-    order = list(loader.sampler)
+    order = [index for index, _ in loader.sampler]  # (index, augmentation seed) pairs
     batches = list(loader)
     assert len(batches) == len(loader) == loader.sampler.num_batches > 0
     for b, (images, pids, camids) in enumerate(batches):
@@ -79,13 +79,47 @@ def test_epoch_reproducible_when_resumed(records, workers):
     assert len(full) == len(resumed)
     for (a, pa, _), (b, pb, _) in zip(full, resumed):
         assert torch.equal(pa, pb) and torch.equal(a, b)
-    torch.manual_seed(1000 + 2)
-    other = build_train_loader(records, cfg, seed=3)
-    other.sampler.set_epoch(2)
-    torch.manual_seed(7)  # another torch seed: the same identities, other augmentations
-    batches = list(other)
-    assert all(torch.equal(p, q) for (_, p, _), (_, q, _) in zip(batches, full))
-    assert not all(torch.equal(a, b) for (a, _, _), (b, _, _) in zip(batches, full))
+
+
+def same_batches(a, b):
+    return len(a) == len(b) and all(torch.equal(x, y) and torch.equal(p, q) for (x, p, _), (y, q, _) in zip(a, b))
+
+
+def test_augmentations_do_not_depend_on_workers_timing_or_restarts(records):
+    """The issue-13 race: tqdm.auto starts an epoch's iteration twice, and a per-epoch reseed of a persistent
+    worker then landed after a timing-dependent number of decoded images. Seeds per image do not care."""
+    cfg = CFG.replace(random_erasing=True)
+    reference = build_train_loader(records, cfg.replace(num_workers=0), seed=3)
+    reference.sampler.set_epoch(2)
+    expected = list(reference)
+    loader = build_train_loader(records, cfg.replace(num_workers=2), seed=3)
+    for epoch in (1, 2):
+        loader.sampler.set_epoch(epoch)
+        abandoned = iter(loader)  # started, prefetching, never read: what tqdm.auto's constructor does
+        torch.manual_seed(epoch)  # the caller's RNG plays no part
+        got = list(loader)
+    del abandoned
+    assert same_batches(got, expected)
+    other_epoch = build_train_loader(records, cfg.replace(num_workers=0), seed=3)
+    other_epoch.sampler.set_epoch(1)
+    first = next(iter(other_epoch))
+    assert not torch.equal(first[0], expected[0][0])  # epochs differ
+
+
+def test_seeded_item_is_a_function_of_its_seed(records):
+    cfg = CFG.replace(random_erasing=True)
+    dataset = ImageDataset(records, build_train_transform(cfg))
+    state = torch.get_rng_state()
+    a, b, c = dataset[(4, 11)], dataset[(4, 11)], dataset[(4, 12)]
+    assert torch.equal(torch.get_rng_state(), state)  # in this process the caller's RNG is left as it was
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0]) and a[1:] == c[1:] == (records[4].pid,
+                                                                                         records[4].camid)
+    sampler = build_train_loader(records, cfg).sampler
+    pairs = list(sampler)
+    assert [i for i, _ in pairs] == list(sampler.sampler) and len(pairs) == len(sampler)
+    assert len({s for _, s in pairs}) > len(pairs) * 0.99 and all(0 <= s < 2**32 for _, s in pairs)
+    sampler.set_epoch(2)  # the wrapped sampler's methods, and another epoch's seeds
+    assert sampler.epoch == sampler.sampler.epoch == 2 and [s for _, s in sampler] != [s for _, s in pairs]
 
 
 def test_test_loader_keeps_order_and_matches_transform(records):
