@@ -91,12 +91,15 @@ def render_markdown(data: dict) -> str:
     check = parts.get("check", {}).get("runs", [])
     if check:
         lines += ["", "## Graph against eager (same weights, same batches, lr x0.1 half-way)", "",
-                  "| backbone | amp | steps | loss rel. diff graph / eager-eager | param max abs diff graph / "
-                  "eager-eager | BN buffers | centers | pass |", "|---|---|---|---|---|---|---|---|"]
+                  "| backbone | amp | steps | first loss rel. diff | loss rel. diff graph / eager-eager | param max abs "
+                  "diff graph / eager-eager | BN buffers graph / eager-eager | centers graph / eager-eager | pass |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in check:
-            lines.append(f"| {r['backbone']} | {r['amp']} | {r['steps']} | {r['loss_rel_graph']:.2e} / "
+            lines.append(f"| {r['backbone']} | {r['amp']} | {r['steps']} | {r['first_loss_rel_graph']:.2e} | "
+                         f"{r['loss_rel_graph']:.2e} / "
                          f"{r['loss_rel_eager']:.2e} | {r['param_graph']:.2e} / {r['param_eager']:.2e} | "
-                         f"{r['buffer_graph']:.2e} | {r['center_graph']:.2e} | {'yes' if r['pass'] else 'NO'} |")
+                         f"{r['buffer_graph']:.2e} / {r['buffer_eager']:.2e} | {r['center_graph']:.2e} / "
+                         f"{r['center_eager']:.2e} | {'yes' if r['pass'] else 'NO'} |")
     runs = parts.get("train", {}).get("runs", [])
     if runs:
         lines += ["", "## Training pipelines (one step: forward, 3 losses, backward, Adam, center SGD)", "",
@@ -394,8 +397,9 @@ class Check:
                 results[name] = (torch.stack(losses).double().cpu(), state)
             ref_losses, ref = results["eager"]
 
-            def loss_rel(name):
-                return float(((results[name][0] - ref_losses).abs() / ref_losses.abs().clamp_min(1e-6)).max())
+            def loss_rel(name, steps=slice(None)):
+                diff = (results[name][0] - ref_losses).abs() / ref_losses.abs().clamp_min(1e-6)
+                return float(diff[steps].max())
 
             def max_diff(name, which):
                 diffs = [0.0]
@@ -407,18 +411,22 @@ class Check:
             params = lambda s: list(s["model"].parameters())  # noqa: E731
             buffers = lambda s: list(s["model"].buffers())  # noqa: E731
             centers = lambda s: [s["center"].centers]  # noqa: E731
-            r = dict(backbone=self.backbones[0], amp=amp, steps=len(data), loss_rel_graph=loss_rel("graph"),
+            r = dict(backbone=self.backbones[0], amp=amp, steps=len(data),
+                     first_loss_rel_graph=loss_rel("graph", slice(0, 1)), loss_rel_graph=loss_rel("graph"),
                      loss_rel_eager=loss_rel("eager2"), param_graph=max_diff("graph", params),
                      param_eager=max_diff("eager2", params), buffer_graph=max_diff("graph", buffers),
                      buffer_eager=max_diff("eager2", buffers), center_graph=max_diff("graph", centers),
                      center_eager=max_diff("eager2", centers), graph_captured=bool(getattr(
                          results["graph"][1]["step"], "graph", None) is not None))
+            # the first step: same weights, same batch, same kernels (Adam only acts after the loss);
             # bf16: a step moves a weight by about lr at most, so 50 steps bound the drift by 50 * lr (x2 margin);
-            # fp32: only the rounding of Adam's bias correction differs
-            loss_tol, param_tol = (5e-2, 2 * len(data) * cfg.base_lr) if amp == "bf16" else (1e-3, 1e-3)
-            floor = 2 * r["param_eager"]
-            r["pass"] = bool(r["loss_rel_graph"] <= max(loss_tol, 2 * r["loss_rel_eager"])
-                             and r["param_graph"] <= max(param_tol, floor)
+            # fp32: only the rounding of Adam's bias correction differs. A graph replaying stale inputs fails the
+            # fp32 row by far (another batch's loss differs by percents)
+            first_tol, loss_tol, param_tol = ((1e-3, 5e-2, 2 * len(data) * cfg.base_lr) if amp == "bf16"
+                                              else (1e-5, 1e-3, 1e-3))
+            r["pass"] = bool(r["first_loss_rel_graph"] <= first_tol
+                             and r["loss_rel_graph"] <= max(loss_tol, 2 * r["loss_rel_eager"])
+                             and r["param_graph"] <= max(param_tol, 2 * r["param_eager"])
                              and (self.cuda or (r["loss_rel_graph"] == 0 and r["param_graph"] == 0)))
             runs.append(r)
             self.record.part("check", runs=runs, passed=all(x["pass"] for x in runs))
