@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_demo)
 
     from reidlab.ablate import add_arguments
-    p = sub.add_parser("ablate", help="run a grid of the paper's tables (or a YAML file) through papermill")
+    p = sub.add_parser("ablate", help="run a grid of the paper's tables (or a YAML / JSON file), through papermill or directly")
     add_arguments(p)
     p.set_defaults(func=cmd_ablate)
 
