@@ -364,7 +364,6 @@ def read_finished(cfg: Config, folder: str | Path) -> dict | None:
 def execute_direct(run: Run, folder: Path) -> dict:
     """The experiment notebook's cells without Jupyter: read a finished run or train it (fit), then the
     cross-domain test and R when the run asks for them. Writes all the notebook writes but the executed notebook."""
-    from reidlab.results import intra_inter_ratio
     from reidlab.train import fit
 
     test_dataset = run.parameters.get("test_dataset")
@@ -374,6 +373,7 @@ def execute_direct(run: Run, folder: Path) -> dict:
     if test_dataset:
         metrics = evaluate_cross_domain(folder, test_dataset)
     if run.parameters.get("intra_inter") and "R" not in metrics:
+        from reidlab.results import intra_inter_ratio
         features, pids = extract_test_features(folder, test_dataset or None)
         metrics = add_metrics(folder, R=intra_inter_ratio(features, pids))
     return metrics
