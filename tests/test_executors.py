@@ -164,3 +164,21 @@ def test_read_finished_reads_only_a_run_of_the_same_config(tmp_path):
     assert read_finished(cfg.replace(epochs=cfg.epochs + 2), tmp_path) is None  # fit trains it further
     with pytest.raises(ValueError, match="label_smoothing"):
         read_finished(cfg.replace(label_smoothing=False), tmp_path)
+
+
+def test_direct_adds_cross_domain_and_r_to_a_finished_run_without_retraining(grids, direct_serial):
+    root, _, _, _ = grids
+    serial, _ = direct_serial
+    out = root / "extras"
+    shutil.copytree(serial / "par" / "a", out / "par" / "a")
+    checkpoint = (out / "par" / "a" / "checkpoint.pt").stat().st_mtime_ns
+    grid = write_json_grid(root / "extras.json", [{"name": "a", "intra_inter": True, "test_dataset": "market1501"}])
+    report = run_grid(grid, profile="smoke", dataset="market1501", sets={"data_root": str(root / "data")}, out=out,
+                      executor="direct", progress=False)
+    assert report.done == ["a"], report.summary()
+    before, after = read_metrics(serial / "par" / "a"), read_metrics(out / "par" / "a")
+    # tested on its own dataset: the target's metrics are its own, and the source's moved under "source"
+    assert after["test_dataset"] == "market1501" and after["mAP"] == before["mAP"] == after["source"]["mAP"]
+    assert after["R"] > 0
+    assert (out / "par" / "a" / "checkpoint.pt").stat().st_mtime_ns == checkpoint  # read, not retrained
+    assert losses(out / "par" / "a") == losses(serial / "par" / "a")
