@@ -613,7 +613,7 @@ class Check:
             self.record.part("slowdown", runs=runs)
 
         measure("epoch 1: fresh Adam, lr 3.5e-4")
-        # epoch 40: Adam's step counters past where 0.9 ** t underflows (t ~ 7,065, Market's epoch 39), lr x0.1
+        # epoch 40: Adam's step counters past where 0.9 ** t underflows to 0 (t = 7,073, Market's epoch 39), lr x0.1
         for opt_state in state["optimizer"].state.values():
             opt_state["step"].fill_(7_300.0)
         set_lr(state["optimizer"], cfg.base_lr * 0.1)
