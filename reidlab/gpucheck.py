@@ -127,6 +127,9 @@ def render_markdown(data: dict) -> str:
                   "| run | images / s per epoch | loss per epoch | train s | total s | rank-1 | mAP | "
                   "largest weight difference to the first run |", "|---|---|---|---|---|---|---|---|"]
         for r in fit["runs"]:
+            if "error" in r:
+                lines.append(f"| {r['run']} | failed: {r['error']} | | | | | | |")
+                continue
             lines.append(f"| {r['run']} | {', '.join(f'{x:,.0f}' for x in r['images_per_s'])} | "
                          f"{', '.join(f'{x:.4f}' for x in r['loss'])} | {r['train_seconds']} | {r['total_s']:.1f} | "
                          f"{r['rank1']:.1f} | {r['mAP']:.1f} | {r.get('max_weight_diff_vs_graph', '')} |")
@@ -671,18 +674,27 @@ class Check:
                            checkpoint_every=epochs - 1 if "resumed" in run else epochs)
             out = self.scratch / f"fit_{len(runs)}"
             started = time.perf_counter()
-            if "resumed" in run:
-                with contextlib.suppress(Stop):
-                    fit(cfg, out, dataset=self.dataset, on_epoch_end=stop_before_last)
-            metrics = fit(cfg, out, dataset=self.dataset)
+            try:
+                if "resumed" in run:
+                    with contextlib.suppress(Stop):
+                        fit(cfg, out, dataset=self.dataset, on_epoch_end=stop_before_last)
+                metrics = fit(cfg, out, dataset=self.dataset)
+            except PartTimeout:
+                raise
+            except Exception as e:  # one run failing (a capture, say) leaves the others to run
+                traceback.print_exc()
+                runs.append(dict(run=run, error=f"{type(e).__name__}: {e}"[:300]))
+                self.record.part("fit", runs=runs)
+                free(self.device)
+                continue
             history = load_history(out)
             r = dict(run=run, images_per_s=[h["images_per_s"] for h in history], loss=[h["loss"] for h in history],
                      lr=[h["lr"] for h in history], train_seconds=metrics["train_seconds"],
                      total_s=time.perf_counter() - started, rank1=metrics["rank1"], mAP=metrics["mAP"])
             weights = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
-            if runs:  # against the straight graph run: the largest weight difference at the end
-                first = torch.load(self.scratch / "fit_0" / "checkpoint.pt", map_location="cpu",
-                                   weights_only=False)["model"]
+            reference = self.scratch / "fit_0" / "checkpoint.pt"
+            if runs and reference.exists():  # against the straight graph run: the largest weight difference
+                first = torch.load(reference, map_location="cpu", weights_only=False)["model"]
                 r["max_weight_diff_vs_graph"] = max(float((weights[k].double() - first[k].double()).abs().max())
                                                     for k in first if first[k].is_floating_point())
             runs.append(r)
