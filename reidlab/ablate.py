@@ -6,10 +6,11 @@
 Each run writes <out>/<grid>/<run>/ with run.json (what was asked), config.json, history.jsonl, metrics.json,
 checkpoint.pt and experiment.ipynb (the executed notebook). `--executor direct` trains through reidlab.train.fit
 without Jupyter (the same folder but the notebook; papermill run over the finished folder later only reads it and
-adds the notebook); `--jobs N` runs N rows at once, each in its own process. Every run's parameters are checked (notebook
-parameters, Config fields and values, and that its training set holds the P identities a batch needs) before the
-first one starts. A finished run (metrics.json) is skipped, an interrupted one resumes from its checkpoint (the
-previous one if a crash left the latest unreadable), a failed one is reported and the others go on; --force reruns.
+adds the notebook); `--jobs N` runs N rows at once in N worker processes. Every run's parameters are checked
+(notebook parameters, Config fields and values, and that its training set holds the P identities a batch needs)
+before the first one starts. A finished run (metrics.json) is skipped, an interrupted one resumes from its
+checkpoint (the previous one if a crash left the latest unreadable), a failed one is reported and the others go
+on; --force reruns.
 """
 from __future__ import annotations
 
@@ -414,7 +415,7 @@ def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = N
              jobs: int = 1, executor: str = "auto") -> Report:
     """Run every run of `grid` (a name in reidlab.grids.GRIDS or a YAML file) and report what happened.
 
-    `jobs` runs at once, each in its own process (1: one after another, in this process); `executor`
+    `jobs` runs at once in as many worker processes (1: one after another, in this process); `executor`
     "papermill", "direct" or "auto" (reidlab.executors).
     """
     from tqdm.auto import tqdm
@@ -535,7 +536,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rerun finished runs (their folders are deleted)")
     parser.add_argument("--table", action="store_true", help="then build the table beside the paper's")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="run N rows at once, each in its own process. Default 1: on a CPU the rows already share "
+                        help="run N rows at once, in N worker processes. Default 1: on a CPU the rows already share "
                              "the cores, so N > 1 only splits them; on a GPU N = 2 or 4 is expected to raise the "
                              "aggregate images/s while one run alone cannot fill it, but that is not yet measured "
                              "(benchmarks/ablate_jobs.py)")

@@ -5,8 +5,10 @@ Nothing here knows what a run is; reidlab.ablate hands in a module-level functio
   - "direct" calls what the notebook calls (reidlab.train.fit, ...) without Jupyter, for machines that have
     neither papermill nor a kernel; the notebook run later over the finished folder only reads it;
   - "auto" is papermill when it can be imported, else direct.
-Several runs at once are separate processes (spawned: a forked copy of a process that touched CUDA is unusable),
-one fresh process per run, so every run starts from a clean CUDA context and gives its memory back.
+Several runs at once: N worker processes, spawned (a forked copy of a process that touched CUDA is unusable), each
+running one run after another as `--jobs 1` does in the calling process. A worker is kept for the next run rather
+than started afresh: importing torch costs seconds (11 s for two processes at once on a loaded 2-core machine),
+and a worker's resident test set (reidlab.gpu_eval) then serves its next run on the same data.
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import importlib
 import json
 import multiprocessing
 import os
-import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -70,15 +71,14 @@ def mps_status() -> str:
 
 def run_in_processes(fn: Callable, jobs: Sequence[tuple], workers: int,
                      on_start: Callable[[int], None] | None = None) -> Iterator[tuple[int, object]]:
-    """Call fn(*args) for each args in `jobs`, `workers` at a time, each in a fresh spawned process.
+    """Call fn(*args) for each args in `jobs`, `workers` at a time, in that many spawned worker processes.
 
-    Yields (index into jobs, return value) as they finish. fn must be importable by name (a module-level
-    function) and should return its errors rather than raise them (an exception that does not pickle would
-    break the pool). Ctrl-C cancels what has not started and stops the pool.
+    Yields (index into jobs, return value or the exception that came instead) as they finish. fn must be
+    importable by name (a module-level function) and should return its errors rather than raise them; an
+    exception here means the call never returned (a worker killed, say out of memory: the pool then fails
+    the calls left too, and a rerun resumes them). Ctrl-C cancels what has not started and stops the pool.
     """
-    context = multiprocessing.get_context("spawn")
-    fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, **fresh)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     pending, queued = {}, list(enumerate(jobs))
     try:
         while queued or pending:
@@ -89,6 +89,11 @@ def run_in_processes(fn: Callable, jobs: Sequence[tuple], workers: int,
                     on_start(index)
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield pending.pop(future), future.result()
+                index = pending.pop(future)
+                try:
+                    value = future.result()
+                except Exception as e:  # the call never returned (BrokenProcessPool)
+                    value = e
+                yield index, value
     finally:
         pool.shutdown(wait=not queued and not pending, cancel_futures=True)
