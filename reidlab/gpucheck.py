@@ -7,12 +7,16 @@ timeout still leaves what was measured):
                measured beside two eager runs of the same thing (the floor set by the GPU's atomics);
   2. train:    ms per step and images/s of each training pipeline at the recipe's shape (256 x 128, P x K = 16
                x 4, full BoT) for MobileNetV2 and ResNet-50: conventional (PIL loader, fp32), GPU data eager
-               bf16, GPU data + graph, and the variants inside the graph (fused Adam, fp32, NCHW, torch.compile);
+               bf16, GPU data + graph, and the variants inside the graph (fused Adam, cudnn.benchmark, fp32,
+               NCHW, torch.compile of the model);
   3. eval:     Market-1501 evaluation from device memory (reidlab.gpu_eval) and k-reciprocal re-ranking;
   4. slowdown: why `fit` slowed from about 2,900 to 2,000 images/s after epoch 40 (train_step timed with Adam's
                counters and lr at epoch 1 and at epoch 40, with the old per-20-step host sync, and beside a
-               DataLoader decoding JPEGs in 12 workers as an evaluation run alongside would);
-  5. fit:      `fit` itself for 3 epochs (warmup, base lr, decayed lr), eager and with cuda_graph, with its evaluation.
+               DataLoader decoding JPEGs in 12 workers as an evaluation run alongside would, and beside
+               another process computing on the same GPU);
+  5. fit:      `fit` itself for 3 epochs (warmup, base lr, decayed lr): with cuda_graph, with it stopped after
+               epoch 2 and resumed, and eager, each with its evaluation;
+  6. profile:  the eager step under torch.profiler: which kernels take the GPU's time, and their sum per step.
 
 Writes results/benchmarks/gpucheck_<device>.json and .md. Runs from a source tree (PYTHONPATH=.) with the
 machine's own PyTorch, no papermill, no network. Data: Market-1501 from --market, .device/market1501.tar.xz,
@@ -52,7 +56,7 @@ from reidlab.train import seed_epoch, train_step
 
 BUDGET_S = 360  # the whole check (the command line's --budget default)
 # seconds each part may take at most (it is stopped there); a part starts only if its budget fits what is left
-PART_BUDGETS = {"data": 60, "check": 45, "train": 150, "eval": 45, "slowdown": 30, "fit": 60}
+PART_BUDGETS = {"data": 60, "check": 45, "train": 150, "eval": 45, "slowdown": 30, "fit": 60, "profile": 30}
 DEVICE_DIR = REPO_ROOT / ".device"
 
 
@@ -133,6 +137,10 @@ def render_markdown(data: dict) -> str:
             lines.append(f"| {r['run']} | {', '.join(f'{x:,.0f}' for x in r['images_per_s'])} | "
                          f"{', '.join(f'{x:.4f}' for x in r['loss'])} | {r['train_seconds']} | {r['total_s']:.1f} | "
                          f"{r['rank1']:.1f} | {r['mAP']:.1f} | {r.get('max_weight_diff_vs_graph', '')} |")
+    for r in parts.get("profile", {}).get("runs", []):
+        lines += ["", f"## Profile of the eager step, {r['backbone']}: {r['busy_ms_per_step']:.2f} ms of "
+                      f"{r['measure']} per step", "", "| op / kernel | ms / step | calls / step |", "|---|---|---|"]
+        lines += [f"| `{t['name']}` | {t['ms_per_step']:.3f} | {t['calls_per_step']:.0f} |" for t in r["top"]]
     return "\n".join(lines) + "\n"
 
 
@@ -285,7 +293,8 @@ class Check:
 
     def run(self) -> dict:
         parts = [("data", self.part_data), ("check", self.part_check), ("train", self.part_train),
-                 ("eval", self.part_eval), ("slowdown", self.part_slowdown), ("fit", self.part_fit)]
+                 ("eval", self.part_eval), ("slowdown", self.part_slowdown), ("fit", self.part_fit),
+                 ("profile", self.part_profile)]
         only = set(self.args.parts.split(",")) if self.args.parts else None
         for name, fn in parts:
             if only and name not in only and name != "data":
@@ -699,6 +708,34 @@ class Check:
                                                     for k in first if first[k].is_floating_point())
             runs.append(r)
             self.record.part("fit", runs=runs)
+            free(self.device)
+
+
+    # 6. where the GPU time of a step goes
+    def part_profile(self) -> None:
+        """The eager step under torch.profiler: the kernels that take the GPU's time, and their sum per step
+        (what a replayed graph cannot go below)."""
+        from torch.profiler import ProfilerActivity, profile
+        runs = []
+        self.record.part("profile", runs=runs)
+        key = "self_device_time_total" if self.cuda else "self_cpu_time_total"
+        steps = 5 if not self.quick else 1
+        for backbone in self.backbones:
+            cfg = self.cfg(backbone, amp="bf16", channels_last=True, data_path="gpu")
+            state = self.build(cfg, graph=False)
+            batches = self.batches(cfg)
+            self.time_steps(batches, state["step"], 2, 1)  # warm
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+            with profile(activities=activities) as prof:
+                self.time_steps(batches, state["step"], steps, 0)
+            events = [e for e in prof.key_averages() if getattr(e, key, 0) > 0]
+            total_ms = sum(getattr(e, key) for e in events) / 1000 / steps
+            top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:12]
+            runs.append(dict(backbone=backbone, busy_ms_per_step=total_ms, measure=key, top=[
+                dict(name=e.key[:90], ms_per_step=getattr(e, key) / 1000 / steps, calls_per_step=e.count / steps)
+                for e in top]))
+            self.record.part("profile", runs=runs)
+            del state, batches
             free(self.device)
 
 

@@ -19,7 +19,7 @@ def test_quick_gpucheck_runs_every_part(tmp_path):
     assert (tmp_path / "b" / "gpucheck_cpu_quick.json").read_text() == (tmp_path / "a" / "gpucheck_cpu_quick.json").read_text()
     parts = record["parts"]
     assert {k: v["status"] for k, v in parts.items()} == dict.fromkeys(
-        ("data", "check", "train", "eval", "slowdown", "fit"), "ok")
+        ("data", "check", "train", "eval", "slowdown", "fit", "profile"), "ok")
 
     # on a CPU the graph's body runs uncaptured: equal to eager bit for bit
     (check,) = parts["check"]["runs"]
@@ -41,6 +41,9 @@ def test_quick_gpucheck_runs_every_part(tmp_path):
     assert len(graph["loss"]) == 2 and graph["loss"] == resumed["loss"] == eager["loss"]  # a CPU: the eager step
     assert resumed["max_weight_diff_vs_graph"] == eager["max_weight_diff_vs_graph"] == 0
     assert "cuda_graph: training eagerly (device is cpu, not CUDA)" in run.stdout
+
+    (profile,) = parts["profile"]["runs"]
+    assert profile["busy_ms_per_step"] > 0 and any("convolution" in t["name"] for t in profile["top"])
 
     md = (tmp_path / "a" / "gpucheck_cpu_quick.md").read_text()
     assert "## Graph against eager" in md and "## Training pipelines" in md and "| fit | ok |" in md
