@@ -522,7 +522,7 @@ def run_one(run: Run, out: Path, notebook: Path, kernel_name: str, executor: str
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from reidlab.grids import GRIDS
 
-    parser.add_argument("grid", help=f"one of: {', '.join(GRIDS)}; or a YAML file of runs")
+    parser.add_argument("grid", help=f"one of: {', '.join(GRIDS)}; or a YAML (or JSON) file of runs")
     parser.add_argument("--dataset", default="", help="train dataset (default: Market-1501 when prepared, "
                                                       "else synthetic; the smoke profile: synthetic_small)")
     parser.add_argument("--test-dataset", default="", help="cross_domain: the dataset to test on")
@@ -536,10 +536,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rerun finished runs (their folders are deleted)")
     parser.add_argument("--table", action="store_true", help="then build the table beside the paper's")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="run N rows at once, in N worker processes. Default 1: on a CPU the rows already share "
-                             "the cores, so N > 1 only splits them; on a GPU N = 2 or 4 is expected to raise the "
-                             "aggregate images/s while one run alone cannot fill it, but that is not yet measured "
-                             "(benchmarks/ablate_jobs.py)")
+                        help="run N rows at once, in N worker processes. Default 1: on a 2-core CPU two smoke rows "
+                             "side by side gave 0.6x the aggregate images/s of one (each worker's start and torch "
+                             "import outweigh short runs; results/benchmarks/ablate_jobs_cpu.md); on a GPU, N = 2 or 4 "
+                             "may fill what one run leaves idle, not yet measured: benchmarks/ablate_jobs.py there")
     parser.add_argument("--executor", choices=("auto", "papermill", "direct"), default="auto",
                         help="papermill: execute notebooks/experiment.ipynb per run; direct: train through "
                              "reidlab.train.fit without Jupyter (run papermill over the finished folder later for "
