@@ -433,9 +433,9 @@ class Check:
             # the first step: same weights, same batch, same kernels (Adam only acts after the loss);
             # bf16: a step moves a weight by about lr at most, so 50 steps bound the drift by 50 * lr (x2 margin);
             # fp32: only the rounding of Adam's bias correction differs. A graph replaying stale inputs fails the
-            # fp32 row by far (another batch's loss differs by percents)
+            # fp32 row by far (another batch's loss differs by percents), one missing the lr change by ~8e-3
             first_tol, loss_tol, param_tol = ((1e-3, 5e-2, 2 * len(data) * cfg.base_lr) if amp == "bf16"
-                                              else (1e-5, 1e-3, 1e-3))
+                                              else (1e-5, 1e-3, 2e-3))
             r["pass"] = bool(r["first_loss_rel_graph"] <= first_tol
                              and r["loss_rel_graph"] <= max(loss_tol, 2 * r["loss_rel_eager"])
                              and r["param_graph"] <= max(param_tol, 2 * r["param_eager"])
