@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -75,10 +76,14 @@ def run_in_processes(fn: Callable, jobs: Sequence[tuple], workers: int,
 
     Yields (index into jobs, return value or the exception that came instead) as they finish. fn must be
     importable by name (a module-level function) and should return its errors rather than raise them; an
-    exception here means the call never returned (a worker killed, say out of memory: the pool then fails
-    the calls left too, and a rerun resumes them). Ctrl-C cancels what has not started and stops the pool.
+    exception here means the call never returned: a worker died (killed out of memory, say), which fails the
+    calls running beside it too (BrokenProcessPool); the calls not yet started go on in a fresh pool.
+    Ctrl-C cancels what has not started and stops the pool.
     """
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    def start_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    pool = start_pool()
     pending, queued = {}, list(enumerate(jobs))
     try:
         while queued or pending:
@@ -88,12 +93,19 @@ def run_in_processes(fn: Callable, jobs: Sequence[tuple], workers: int,
                 if on_start:
                     on_start(index)
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = False
             for future in done:
                 index = pending.pop(future)
                 try:
                     value = future.result()
-                except Exception as e:  # the call never returned (BrokenProcessPool)
-                    value = e
+                except Exception as e:  # the call never returned
+                    value, broken = e, broken or isinstance(e, BrokenProcessPool)
                 yield index, value
+            if broken:  # the pool is unusable: what ran beside the dead worker failed with it
+                for future, index in list(pending.items()):
+                    yield index, BrokenProcessPool("a worker process died while this run was in progress")
+                pending.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = start_pool()
     finally:
         pool.shutdown(wait=not queued and not pending, cancel_futures=True)

@@ -182,3 +182,17 @@ def test_direct_adds_cross_domain_and_r_to_a_finished_run_without_retraining(gri
     assert after["R"] > 0
     assert (out / "par" / "a" / "checkpoint.pt").stat().st_mtime_ns == checkpoint  # read, not retrained
     assert losses(out / "par" / "a") == losses(serial / "par" / "a")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="operator.call is new in Python 3.11")
+def test_a_dead_worker_fails_its_call_and_the_rest_go_on():
+    import math
+    import operator
+
+    from reidlab.executors import run_in_processes
+    jobs = [(math.sqrt, 4.0), (os._exit, 1), (math.sqrt, 9.0), (math.sqrt, 16.0)]  # the second kills its worker
+    started = []
+    results = dict(run_in_processes(operator.call, jobs, 1, on_start=started.append))
+    assert started == [0, 1, 2, 3]
+    assert results[0] == 2.0 and results[2] == 3.0 and results[3] == 4.0
+    assert type(results[1]).__name__ == "BrokenProcessPool"
