@@ -142,6 +142,14 @@ def test_executor_and_jobs_are_checked(tmp_path, monkeypatch):
         run_grid("tricks", profile="smoke", out=tmp_path, jobs=0, progress=False)
 
 
+def test_mps_status_follows_the_control_pipe(tmp_path, monkeypatch):
+    from reidlab.executors import mps_status
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert mps_status().startswith("CUDA MPS is not running")
+    (tmp_path / "control").touch()
+    assert mps_status().startswith("CUDA MPS is running")
+
+
 def test_json_grid_plans_as_yaml_without_pyyaml(tmp_path, monkeypatch):
     from reidlab.ablate import plan_grid
     yaml_runs = plan_grid(write_grid(tmp_path / "g.yaml", "  - name: a\n  - {name: b, label_smoothing: false}\n"),
