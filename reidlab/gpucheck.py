@@ -104,6 +104,10 @@ def render_markdown(data: dict) -> str:
                          f"{r['loss_rel_eager']:.2e} | {r['param_graph']:.2e} / {r['param_eager']:.2e} | "
                          f"{r['buffer_graph']:.2e} / {r['buffer_eager']:.2e} | {r['center_graph']:.2e} / "
                          f"{r['center_eager']:.2e} | {'yes' if r['pass'] else 'NO'} |")
+    diagnosis = parts.get("check", {}).get("diagnosis")
+    if diagnosis:
+        lines += ["", "Capturing growing pieces of the step: " + "; ".join(
+            f"{d['stage']}: {'ok' if d['ok'] else 'FAILED, ' + d['error']}" for d in diagnosis) + "."]
     runs = parts.get("train", {}).get("runs", [])
     if runs:
         lines += ["", "## Training pipelines (one step: forward, 3 losses, backward, Adam, center SGD)", "",
@@ -391,7 +395,7 @@ class Check:
 
     # 1. graph against eager
     def part_check(self) -> None:
-        runs = []
+        runs, diagnosed = [], False
         self.record.part("check", runs=runs)
         for amp in ("bf16", "none") if self.cuda else ("none",):
             cfg = self.cfg(self.backbones[0], amp=amp, channels_last=amp == "bf16", data_path="gpu")
@@ -401,12 +405,22 @@ class Check:
             for name, graph in (("eager", False), ("eager2", False), ("graph", True)):
                 state = self.build(cfg, graph)
                 losses = []
-                for i, (images, pids) in enumerate(data):
-                    if i == len(data) // 2:
-                        set_lr(state["optimizer"], cfg.base_lr * 0.1)  # a new lr, no recapture
-                    loss, _ = state["step"](images, pids)
-                    losses.append(loss.detach().clone())
+                try:
+                    for i, (images, pids) in enumerate(data):
+                        if i == len(data) // 2:
+                            set_lr(state["optimizer"], cfg.base_lr * 0.1)  # a new lr, no recapture
+                        loss, _ = state["step"](images, pids)
+                        losses.append(loss.detach().clone())
+                except PartTimeout:
+                    raise
+                except Exception:
+                    if graph and not diagnosed:  # which piece of the step cannot be captured?
+                        diagnosed = True
+                        self.record.part("check", diagnosis=self.diagnose_capture(cfg, *data[0]))
+                    raise
                 results[name] = (torch.stack(losses).double().cpu(), state)
+            if self.quick:
+                self.record.part("check", diagnosis=self.diagnose_capture(cfg, *data[0]))
             ref_losses, ref = results["eager"]
 
             def loss_rel(name, steps=slice(None)):
@@ -444,6 +458,60 @@ class Check:
             self.record.part("check", runs=runs, passed=all(x["pass"] for x in runs))
             del results, data, stream
             free(self.device)
+
+    def diagnose_capture(self, cfg: Config, images: torch.Tensor, pids: torch.Tensor) -> list[dict]:
+        """Capture growing pieces of the step (forward; + losses and backward; + center SGD; + Adam) and say
+        which is the first that fails: what to fix when the whole step cannot be captured."""
+        from reidlab.losses import rescale_center_grads
+        from reidlab.train import autocast, compute_losses
+        out = []
+        for stage in ("forward", "losses + backward", "+ center SGD", "+ Adam"):
+            state = self.build(cfg, graph=False)
+            model, center, opt, center_opt = (state[k] for k in ("model", "center", "optimizer", "center_opt"))
+            if self.cuda:
+                set_capturable([opt], True, self.device)
+
+            def piece():
+                with autocast(cfg, images.device):
+                    logits, feats = model(images)
+                if stage == "forward":
+                    return logits
+                loss = sum(compute_losses(cfg, logits.float(), feats.float(), pids, center).values())
+                opt.zero_grad(set_to_none=True)
+                center_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if stage != "losses + backward":
+                    rescale_center_grads(center, cfg.center_beta)
+                    center_opt.step()
+                if stage == "+ Adam":
+                    opt.step()
+                return loss
+
+            try:
+                if self.cuda:
+                    side = torch.cuda.Stream()
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):
+                        for _ in range(2):
+                            piece()
+                    torch.cuda.current_stream().wait_stream(side)
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                        piece()
+                    graph.replay()
+                    sync(self.device)
+                else:
+                    piece()
+                out.append(dict(stage=stage, ok=True))
+            except PartTimeout:
+                raise
+            except Exception as e:
+                out.append(dict(stage=stage, ok=False, error=f"{type(e).__name__}: {e}"[:500]))
+                break
+            finally:
+                del state
+                free(self.device)
+        return out
 
     # 2. training pipelines
     def time_steps(self, batches, step, steps: int, warmup: int) -> dict:

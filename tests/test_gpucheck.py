@@ -24,6 +24,8 @@ def test_quick_gpucheck_runs_every_part(tmp_path):
     # on a CPU the graph's body runs uncaptured: equal to eager bit for bit
     (check,) = parts["check"]["runs"]
     assert check["pass"] and parts["check"]["passed"]
+    assert [d["stage"] for d in parts["check"]["diagnosis"] if d["ok"]] == [
+        "forward", "losses + backward", "+ center SGD", "+ Adam"]  # uncaptured on a CPU: the pieces' own code
     assert check["loss_rel_graph"] == check["param_graph"] == check["buffer_graph"] == check["center_graph"] == 0
 
     runs = parts["train"]["runs"]
