@@ -809,6 +809,10 @@ class Check:
 
 def main(args) -> dict:
     """Run the check with the command line's `args` (reidlab/__main__.py); returns the record, also written."""
+    unknown = set(args.parts.split(",")) - set(PART_BUDGETS) if args.parts else set()
+    if unknown:
+        raise SystemExit(f"--parts: unknown {', '.join(sorted(unknown))}; choose from "
+                         f"{', '.join(list(PART_BUDGETS)[1:])}")
     if not torch.cuda.is_available() and not args.quick:
         print("[gpucheck] no CUDA GPU visible: running on the CPU (use --quick for a short smoke run)", flush=True)
     check = Check(args)
