@@ -5,7 +5,9 @@ DataLoader workers at every evaluation; on a GPU that is nearly all of its time 
 19,281 images, against 0.025 s for distances and metrics). Here query and gallery are decoded once into the
 training set's on-disk uint8 cache (reidlab.gpu_data.decode_images, whose Resize is the test transform's),
 kept on the device, normalised batch by batch there with the float ops of ToTensor + Normalize, and ranked
-(and re-ranked) where they are. In fp32 the features, and so the metrics, are the loader path's.
+(and re-ranked) where they are. In fp32 the features, and so the metrics, are the loader path's: bit for bit on a
+CPU (tests/test_gpu_eval.py); on a GPU cuDNN may choose other kernels for other batch sizes, which
+benchmarks/eval_paths.py measures (batch 128, the loader's, and 512).
 """
 from __future__ import annotations
 
