@@ -52,7 +52,7 @@ from reidlab.graph_step import GraphedStep, set_capturable
 from reidlab.losses import CenterLoss
 from reidlab.paths import DATA_ROOT, REPO_ROOT, resolve
 from reidlab.schedule import build_optimizer, set_lr
-from reidlab.train import seed_epoch, train_step
+from reidlab.train import load_average, seed_epoch, train_step
 
 BUDGET_S = 360  # the whole check (the command line's --budget default)
 # seconds each part may take at most (it is stopped there); a part starts only if its budget fits what is left
@@ -127,7 +127,7 @@ def render_markdown(data: dict) -> str:
     if sd.get("runs"):
         lines += ["", "## The epoch 40-60 slowdown: eager train_step (MobileNetV2, GPU data, bf16) under each "
                   "condition", "", "| condition | ms / step | images / s | load average |", "|---|---|---|---|"]
-        lines += [f"| {r['condition']} | {r['ms_per_step']:.2f} | {r['images_per_s']:,.0f} | {r['loadavg']:.1f} |"
+        lines += [f"| {r['condition']} | {r['ms_per_step']:.2f} | {r['images_per_s']:,.0f} | {r['loadavg']} |"
                   for r in sd["runs"]]
     fit = parts.get("fit", {})
     if fit.get("runs"):
@@ -309,7 +309,7 @@ class Check:
                 continue
             limit = min(budget, max(self.left(), 1))
             started = time.perf_counter()
-            self.record.part(name, status="running", budget_s=round(limit), loadavg=os.getloadavg()[0])
+            self.record.part(name, status="running", budget_s=round(limit), loadavg=load_average())
             print(f"[gpucheck] {name} (budget {limit:.0f} s, {self.left():.0f} s left)", flush=True)
             try:
                 with time_limit(limit):
@@ -689,7 +689,7 @@ class Check:
                         loss.item()
                     return loss, terms
             r = self.time_steps(batches, step, steps, warmup=5 if not self.quick else 1)
-            runs.append(dict(condition=condition, loadavg=os.getloadavg()[0], **r))
+            runs.append(dict(condition=condition, loadavg=load_average(), **r))
             self.record.part("slowdown", runs=runs)
 
         measure("epoch 1: fresh Adam, lr 3.5e-4")

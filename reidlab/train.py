@@ -277,7 +277,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                   **{k: v / steps for k, v in sums.items()},
                   "seconds": round(seconds, 3), "images_per_s": round(n_images / seconds, 1),
                   # the eager step is bound by Python launching kernels: other work on the CPUs slows it down
-                  "cpu_load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+                  "cpu_load": load_average()}
         if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs and main_process:
             record.update(evaluate())
         if main_process:
@@ -302,6 +302,14 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     write_json(metrics, out_dir / "metrics.json")
     cleanup()
     return metrics
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the system does not give one (Windows, some sandboxes)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def describe_device(device: torch.device) -> str:
