@@ -724,7 +724,10 @@ class Check:
             other = subprocess.Popen([sys.executable, "-c", code])
             try:
                 time.sleep(6)  # its CUDA context up
-                measure("epoch 40 + another process running matmuls on the same GPU")
+                label = "epoch 40 + another process running matmuls on the same GPU"
+                if other.poll() is not None:
+                    label += f" (NOT running: it exited with {other.returncode})"
+                measure(label)
             finally:
                 other.kill()
                 other.wait()
