@@ -165,3 +165,30 @@ def test_captured_step_matches_eager_on_a_gpu(amp):
         torch.testing.assert_close(loss_a, loss_b, rtol=1e-2 if amp == "bf16" else 1e-4, atol=1e-4)
     assert stepper.graph is not None and stepper.eager_calls == 0
     assert_same(snapshot(eager), snapshot(graphed), exact=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA GPU: fit with the captured step is checked on a GPU (python -m reidlab gpucheck)")
+def test_fit_with_the_graph_resumes_on_a_gpu(tmp_path, tiny_market, capsys):
+    from reidlab.datasets import load_dataset
+    from reidlab.train import fit, load_history
+    dataset = load_dataset("market1501", tiny_market, verbose=False)
+    cfg = tiny_cfg(device="cuda", amp="bf16", channels_last=True, data_path="gpu", cuda_graph=True, epochs=3,
+                   warmup_epochs=2, milestones=(3,), checkpoint_every=1, num_workers=0, progress=False)
+    fit(cfg, tmp_path / "straight", dataset=dataset)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(cfg, tmp_path / "resumed", dataset=dataset, on_epoch_end=stop_after_two)
+    fit(cfg, tmp_path / "resumed", dataset=dataset)
+    assert "training eagerly" not in capsys.readouterr().out
+    a, b = load_history(tmp_path / "straight"), load_history(tmp_path / "resumed")
+    assert [r["lr"] for r in a] == [r["lr"] for r in b] and len(a) == 3
+    torch.testing.assert_close(torch.tensor([r["loss"] for r in a]), torch.tensor([r["loss"] for r in b]),
+                               rtol=1e-2, atol=1e-4)
