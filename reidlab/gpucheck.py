@@ -216,7 +216,8 @@ def write_random_market(root: Path, ids: int, per_id: int, test_ids: int, size: 
 
 
 def find_market(arg: str | None) -> Path | None:
-    candidates = [Path(arg)] if arg else [DEVICE_DIR / "market1501.tar.xz", DATA_ROOT / "market1501",
+    """--market, else data/market1501 (unpacked by an earlier run), else the archive in .device/ or ../shared."""
+    candidates = [Path(arg)] if arg else [DATA_ROOT / "market1501", DEVICE_DIR / "market1501.tar.xz",
                                           REPO_ROOT.parent / "shared" / "datasets" / "market1501" / "market1501.tar.xz"]
     return next((c for c in candidates if c.exists()), None)
 
@@ -328,7 +329,7 @@ class Check:
                 break
         self.record.data["total_s"] = round(time.perf_counter() - self.t0, 1)
         self.record.write()
-        shutil.rmtree(self.scratch, ignore_errors=True)  # the unpacked data, fit's run folders
+        shutil.rmtree(self.scratch, ignore_errors=True)  # fit's run folders, the widened weights
         return self.record.data
 
     # 0. data and weights
@@ -336,7 +337,9 @@ class Check:
         from reidlab.gpu_data import decode_images
         market = None if self.quick else find_market(self.args.market)
         if market is not None:
-            root = unpack_market(market, self.scratch / "data")
+            # into data/market1501, where the other device scripts unpack it: the same paths, so the same
+            # decoded caches in data/cache/ serve a second call on the still-warm machine
+            root = unpack_market(market, DATA_ROOT / "market1501")
             self.dataset = load_dataset("market1501", root, verbose=False)
             self.record.data["data"] = f"Market-1501 ({market})"
         else:
