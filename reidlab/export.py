@@ -113,7 +113,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_metadata(cfg: Config, run_dir: Path, dim: int) -> dict[str, str]:
+def build_metadata(cfg: Config, run: dict, dim: int) -> dict[str, str]:
     """The `reidlab.*` metadata: how to preprocess, what the feature is, which run it came from."""
     from reidlab.transforms import MEAN, STD
 
@@ -128,7 +128,7 @@ def build_metadata(cfg: Config, run_dir: Path, dim: int) -> dict[str, str]:
             "test_feature": cfg.test_feature, "flip_test": cfg.flip_test,
             "normalize_features": cfg.normalize_features, "dim": dim, "distance": cfg.distance,
             "distance_meaning": "euclidean: squared Euclidean; cosine: 1 - cos"}),
-        "reidlab.run": json.dumps({"run_dir": str(run_dir), "checkpoint_sha256": file_sha256(run_dir / CHECKPOINT)}),
+        "reidlab.run": json.dumps(run),  # {"run_dir", "checkpoint_sha256"}, {} for a model in memory
         "reidlab.config": json.dumps(cfg.to_dict()),
     }
 
@@ -185,9 +185,9 @@ def compare_features(onnx_path: Path, module: nn.Module, batch: torch.Tensor) ->
         raise ExportCheckFailed(
             f"onnxruntime's features differ from PyTorch's on a batch of {report['batch']}: row "
             f"{report['worst_row']} has cosine {report['min_cosine']:.7f} (needs >= {CHECK_COSINE}); the largest "
-            f"difference is {report['max_abs_difference']:.3g} at row {row}, dim {dim} (PyTorch {float(want[row, dim]):.6g}, "
-            f"onnxruntime {float(got[row, dim]):.6g}). The file was not written; try the other exporter "
-            f"(exporter='torchscript' / 'dynamo') or another opset")
+            f"difference is {report['max_abs_difference']:.3g} at row {row}, dim {dim} (PyTorch "
+            f"{float(want[row, dim]):.6g}, onnxruntime {float(got[row, dim]):.6g}). The file was not written; try "
+            f"the other exporter (exporter='torchscript' / 'dynamo') or another opset")
     return report
 
 
@@ -195,33 +195,47 @@ def export_onnx(run_dir: str | Path, onnx_path: str | Path, exporter: str = "dyn
                 check_size: int = 8, images=None) -> dict:
     """Export a finished run's test-time feature to `onnx_path`, check it with onnxruntime, and return the
     check's report (min_cosine, max_abs_difference, ...). The file appears only once it passed the check."""
+    run_dir = check_finished_run(run_dir)
+    model, cfg = load_run(run_dir, device="cpu")
+    run = {"run_dir": str(run_dir), "checkpoint_sha256": file_sha256(run_dir / CHECKPOINT)}
+    report = export_model(model, cfg, onnx_path, run, exporter, opset, check_size, images)
+    return {"run_dir": str(run_dir), **report}
+
+
+def export_model(model: nn.Module, cfg: Config, onnx_path: str | Path, run: dict | None = None,
+                 exporter: str = "dynamo", opset: int | None = None, check_size: int = 8, images=None) -> dict:
+    """export_onnx for a model in memory (`run`: where it came from, for the metadata; None for none):
+    trace, add the metadata, check with onnxruntime, then move the file into place."""
+    import time
+
     import onnx
 
     require("onnx", "onnxruntime")
-    run_dir = check_finished_run(run_dir)
     onnx_path = resolve(onnx_path)
     if onnx_path.suffix != ".onnx":
         raise ValueError(f"{onnx_path}: name the export FILE.onnx")
-    model, cfg = load_run(run_dir, device="cpu")
-    module = ExportedFeature(model.float(), cfg).eval()
+    module = ExportedFeature(model.cpu().float(), cfg).eval()
     example = torch.randn(2, 3, *cfg.image_size, generator=torch.Generator().manual_seed(1))  # traced at B=2
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = onnx_path.with_name(f".{onnx_path.name}.{os.getpid()}.partial")
     try:
+        started = time.perf_counter()
         trace_to_onnx(module, example, tmp, exporter, opset)
+        seconds = time.perf_counter() - started
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto)
         del proto.metadata_props[:]
-        for key, value in build_metadata(cfg, run_dir, model.feature_dim).items():
+        for key, value in build_metadata(cfg, run or {}, model.feature_dim).items():
             proto.metadata_props.add(key=key, value=value)
-        proto.producer_name, proto.doc_string = "reidlab", f"reidlab re-ID features of {run_dir.name}"
+        proto.producer_name = "reidlab"
+        proto.doc_string = f"reidlab re-ID features of {(run or {}).get('run_dir', 'a model in memory')}"
         onnx.save(proto, str(tmp))
-        # checked at B=8 (traced at B=2): the batch axis is dynamic
+        # checked at B=check_size (traced at B=2): the batch axis is dynamic
         report = compare_features(tmp, module, check_batch(cfg, check_size, images))
         os.replace(tmp, onnx_path)
     finally:
         tmp.unlink(missing_ok=True)
-    return {"onnx": str(onnx_path), "run_dir": str(run_dir), "exporter": exporter,
+    return {"onnx": str(onnx_path), "exporter": exporter, "export_seconds": round(seconds, 2),
             "bytes": onnx_path.stat().st_size, **report}
 
 
@@ -257,9 +271,10 @@ def verify_export(onnx_path: str | Path, run_dir: str | Path, check_size: int = 
     meta = read_metadata(onnx_path)
     run_dir = check_finished_run(run_dir)
     sha = file_sha256(run_dir / CHECKPOINT)
-    if meta["run"]["checkpoint_sha256"] != sha:
-        raise ForeignOnnxError(f"{resolve(onnx_path)} was exported from another model ({meta['run']['run_dir']}, "
-                               f"checkpoint sha256 {meta['run']['checkpoint_sha256'][:12]}...), not from {run_dir} "
+    if meta["run"].get("checkpoint_sha256") != sha:
+        source = meta["run"].get("run_dir", "a model in memory")
+        raise ForeignOnnxError(f"{resolve(onnx_path)} was exported from another model ({source}, checkpoint "
+                               f"sha256 {str(meta['run'].get('checkpoint_sha256'))[:12]}...), not from {run_dir} "
                                f"({sha[:12]}...); export this run again: `reidlab export {run_dir} --onnx FILE`")
     model, cfg = load_run(run_dir, device="cpu")
     return compare_features(resolve(onnx_path), ExportedFeature(model, cfg), check_batch(cfg, check_size))

@@ -5,11 +5,12 @@ Two layouts:
     ROOT/train/, ROOT/query/, ROOT/gallery/   already split: read as it is (the `custom` layout, docs/datasets.md)
     ROOT/ (anything else)                     one pool of labelled images: split here by SPLIT_RULE
 
-Each image's pid and camera come, in this order, from `csv=FILE` or ROOT/labels.csv (header `path,pid,camid`,
-or `path,pid` without cameras; paths relative to ROOT), from `regex=` (named groups (?P<pid>...) and, optionally,
-(?P<cam>...), searched in the path relative to the split folder, or to ROOT for a pool), or from Market-style
-names (`0001_c3_anything.jpg`). pid -1 is junk and dropped. Without a camera every image is its own camera:
-then no gallery image is left out of a ranking (the protocol drops same-identity, same-camera images).
+Each image's pid and camera come from `csv=FILE` (header `path,pid,camid`, or `path,pid` without cameras; paths
+relative to ROOT); else from `regex=` (named groups (?P<pid>...) and, optionally, (?P<cam>...), searched in the
+path relative to the split folder, or to ROOT for a pool); else from ROOT/labels.csv when it exists; else from
+Market-style names (`0001_c3_anything.jpg`), as reidlab.datasets' custom reader does. pid -1 is junk and
+dropped. Without a camera every image is its own camera: then no gallery image is left out of a ranking (the
+protocol drops same-identity, same-camera images).
 """
 from __future__ import annotations
 
@@ -419,6 +420,8 @@ def write_example_folder(root: str | Path, num_ids: int = 24, seed: int = 0) -> 
     params = {"num_ids": num_ids, "seed": seed, "regex": EXAMPLE_REGEX}
     if marker.is_file() and json.loads(marker.read_text()) == params:
         return root, EXAMPLE_REGEX
+    if marker.is_file():  # an example of other numbers: ours to replace
+        shutil.rmtree(root)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} exists and is not an example folder written by write_example_folder; "
                               f"pick another folder or delete it yourself")

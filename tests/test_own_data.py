@@ -104,7 +104,8 @@ def test_unparseable_names_are_all_listed(tmp_path):
     root = write_pool(tmp_path / "pool", {1: 2, 2: 2})
     draw(root / "001" / "holiday.jpg")
     draw(root / "misc" / "cam1_0.jpg")
-    with pytest.raises(UnparseableNameError, match=r"(?s)2 of 10 images.*holiday\.jpg.*misc/cam1_0\.jpg.*Fix: pass regex="):
+    listed = r"(?s)2 of 10 images.*holiday\.jpg.*misc/cam1_0\.jpg.*Fix: pass regex="
+    with pytest.raises(UnparseableNameError, match=listed):
         check_folder(root, regex=POOL_REGEX)
     with pytest.raises(UnparseableNameError, match="Market-style names"):
         check_folder(root)  # no regex: Market names expected
