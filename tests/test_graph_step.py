@@ -113,6 +113,20 @@ def test_fit_falls_back_on_a_cpu_saying_why(tmp_path, tiny_market, capsys):
     assert load_history(tmp_path / "eager")[0]["loss"] == load_history(tmp_path / "graph")[0]["loss"]
 
 
+def test_a_run_resumes_with_cuda_graph_flipped(tmp_path, tiny_market):
+    """cuda_graph changes no math: a checkpoint resumes under the other setting (config.json says which ran last)."""
+    from reidlab.datasets import load_dataset
+    from reidlab.train import fit, load_history
+    dataset = load_dataset("market1501", tiny_market, verbose=False)
+    cfg = tiny_cfg(backbone="resnet18", epochs=2, warmup_epochs=2, milestones=(2,), checkpoint_every=1,
+                   num_workers=0, progress=False)
+    fit(cfg.replace(epochs=1), tmp_path, dataset=dataset)
+    fit(cfg.replace(cuda_graph=True), tmp_path, dataset=dataset)
+    assert [r["epoch"] for r in load_history(tmp_path)] == [1, 2]
+    with pytest.raises(ValueError, match="base_lr"):
+        fit(cfg.replace(base_lr=1e-3, epochs=3), tmp_path, dataset=dataset)  # other fields are still checked
+
+
 def test_reasons_a_graph_cannot_serve():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert "CUDA" in graph_unavailable(tiny_cfg(), cpu)
