@@ -20,6 +20,7 @@ import json
 import shutil
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -412,11 +413,12 @@ def describe_error(e: BaseException) -> str:
 def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = None, out: str | Path = "results/runs",
              profile: str = "auto", force: bool = False, test_dataset: str = "",
              notebook: str | Path = EXPERIMENT, kernel_name: str = KERNEL, progress: bool = True,
-             jobs: int = 1, executor: str = "auto") -> Report:
+             jobs: int = 1, executor: str = "auto", rows: Sequence[str] | None = None) -> Report:
     """Run every run of `grid` (a name in reidlab.grids.GRIDS or a YAML file) and report what happened.
 
     `jobs` runs at once in as many worker processes (1: one after another, in this process); `executor`
-    "papermill", "direct" or "auto" (reidlab.executors).
+    "papermill", "direct" or "auto" (reidlab.executors). `rows`: only these rows of the grid (e.g. one row's
+    extra seeds, as `make demo` runs them).
     """
     from tqdm.auto import tqdm
 
@@ -427,6 +429,12 @@ def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = N
     executor = resolve_executor(executor)
 
     runs = plan_grid(grid, dataset, seeds, sets, profile, test_dataset, notebook)
+    if rows is not None:
+        unknown = sorted(set(rows) - {run.row for run in runs})
+        if unknown:
+            raise GridError(f"grid {runs[0].grid} has no row {', '.join(map(repr, unknown))}; its rows: "
+                            f"{', '.join(dict.fromkeys(run.row for run in runs))}")
+        runs = [run for run in runs if run.row in rows]
     check_datasets(runs)
     out, notebook = resolve(out), resolve(notebook)
     report = Report(runs=runs)

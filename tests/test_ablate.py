@@ -161,6 +161,17 @@ def test_seeds_make_suffixed_folders(tmp_path, fake):
         plan_grid(two_runs(tmp_path), seeds=2, sets={"seed": 3}, profile="smoke")
 
 
+def test_rows_runs_one_rows_extra_seeds(tmp_path, fake):
+    """What make demo does for its noise estimate: the grid once, then one row's seeds 1..N-1 beside it."""
+    out = tmp_path / "runs"
+    assert run_grid(two_runs(tmp_path), profile="smoke", out=out, progress=False).done == ["a", "b"]
+    report = run_grid(two_runs(tmp_path), profile="smoke", out=out, seeds=3, rows=["a"], progress=False)
+    assert report.done == ["a_seed1", "a_seed2"] and report.skipped == ["a"]
+    assert sorted(p.name for p in (out / "two").iterdir()) == ["a", "a_seed1", "a_seed2", "b"]
+    with pytest.raises(GridError, match="no row 'c'; its rows: a, b"):
+        run_grid(two_runs(tmp_path), profile="smoke", out=out, rows=["c"], progress=False)
+
+
 def test_every_named_grid_plans(tmp_path):
     """Each named grid builds valid configs: its rows change what the paper's table says, nothing else."""
     for grid in GRIDS:

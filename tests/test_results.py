@@ -120,6 +120,11 @@ def test_verdicts_follow_the_deltas():
     assert not any("one seed" in line for line in lines)
     one_seed = trick_verdicts(table.assign(n=1, ours_mAP_std=np.nan))
     assert "helped" in one_seed[1] and any("one seed" in line for line in one_seed)
+    # make demo: only the first row over seeds (std 3.0); the others borrow it, so a delta is noise below hypot(3, 3)
+    demo = trick_verdicts(table.assign(n=[1, 3, 1, 1, 1, 1], ours_mAP_std=[np.nan, 3.0] + [np.nan] * 4))
+    assert re.search(r"\+ b\s+helped\s+mAP \+5\.0.*noise ±4\.2", demo[0])
+    assert all("within noise" in line for line in demo[1:4])  # -1.0, +0.5, -4.0
+    assert "borrow the seed-to-seed mAP std of a: 3.0" in demo[-2] and not any("one seed" in x for x in demo)
 
 
 def test_intra_inter_ratio_matches_double_loop():
