@@ -1,7 +1,7 @@
 """Train / test transforms (PIL image -> normalised float tensor (3, H, W)) and random erasing.
 
-Every random draw comes from torch's global RNG, so the training loop's per-epoch reseeding makes an
-epoch's augmentations reproducible (torchvision's flip and crop draw from it too).
+Every random draw comes from torch's global RNG (torchvision's flip and crop draw from it too), which the
+training loader seeds for each image (reidlab.loaders.SeededSampler), so an epoch's augmentations are reproducible.
 """
 from __future__ import annotations
 

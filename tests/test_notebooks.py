@@ -18,10 +18,46 @@ REQUIRED_PARAMETERS = ("smoke", "dataset", "device", "out_dir")
 # experiment.ipynb runs a whole ablation grid and has its own parameters
 OWN_PARAMETERS = {"experiment.ipynb": ("smoke", "out_dir")}
 METRIC_KEYS = ("rank1", "mAP", "mINP")
+# what a reader would take for a crash or a problem: no notebook may print one (issue 13)
+NOISE = re.compile(r"Traceback|Exception ignored|warn", re.IGNORECASE)
 
 
 def ids(paths):
     return [p.stem for p in paths]
+
+
+def noisy_outputs(nb) -> list[str]:
+    """'cell i (kind): text' for each output that shows a traceback, an ignored exception or a warning."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        texts = {}  # kind -> text: a stream comes in pieces, one output per write
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                kind, text = f"stream {o.name}", o.text
+            elif o.output_type == "error":
+                kind, text = "error", "\n".join([f"{o.ename}: {o.evalue}", *o.get("traceback", [])])
+            else:
+                kind, text = o.output_type, str(o.get("data", {}).get("text/plain", "")) + "\n"
+            texts[kind] = texts.get(kind, "") + text
+        for kind, text in texts.items():
+            match = NOISE.search(text)
+            if match:
+                start = max(0, match.start() - 200)
+                found.append(f"cell {i} ({kind}): ...{text[start:match.end() + 800]}")
+    return found
+
+
+def test_noise_scan_names_the_cell():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("a"), nbformat.v4.new_code_cell("b")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="rank-1 90.1, warmup helped\n")]
+    assert noisy_outputs(nb) == []
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stderr", text=(
+        "Exception ignored in: <function _MultiProcessingDataLoaderIter.__del__ at 0x7f>\nTraceback (most recent "
+        "call last):\nAssertionError: can only test a child process\n"))]
+    (line,) = noisy_outputs(nb)
+    assert line.startswith("cell 1 (stream stderr)") and "can only test a child process" in line
+    nb.cells[0].outputs.append(nbformat.v4.new_output("stream", name="stderr", text="UserWarning: x is deprecated"))
+    assert [line.split(":")[0] for line in noisy_outputs(nb)] == ["cell 0 (stream stderr)", "cell 1 (stream stderr)"]
 
 
 def test_notebooks_exist():
@@ -88,6 +124,8 @@ def test_executes_in_smoke_mode(path, runs_root, tmp_path, monkeypatch):
     papermill.execute_notebook(str(path), str(executed), parameters={"smoke": True, "out_dir": str(out_dir)},
                                kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
     nb = nbformat.read(executed, as_version=4)
+    noisy = noisy_outputs(nb)
+    assert not noisy, f"{path.name} printed what reads as a problem:\n" + "\n".join(noisy)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name} displayed no figure"
     assert out_dir.is_dir() and any(out_dir.iterdir()), f"{path.name} wrote nothing into out_dir"
