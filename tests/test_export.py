@@ -1,6 +1,7 @@
 """ONNX export and ranking: onnxruntime's features against PyTorch's (`inference.embed`), the metadata, the
 command line, and each bad input a named error with nothing written."""
 import json
+import re
 import shutil
 
 import pytest
@@ -164,6 +165,10 @@ def test_command_line(run, exported, tiny_market, tmp_path, capsys):
           str(tiny_market / "bounding_box_test"), "--top", "3", "--html", str(html)])
     out = capsys.readouterr().out
     assert "4 queries x 23 gallery images" in out and f"wrote {html}" in out and html.stat().st_size > 5000
+    main(["export", str(run), "--onnx", str(tmp_path / "cli.onnx"), "--exporter", "torchscript"])
+    assert re.search(r"wrote .*cli\.onnx .*torchscript exporter\); check on a batch of 8 with onnxruntime: min "
+                     r"cosine (0\.99999\d*|1\.0+),", capsys.readouterr().out)
+    assert read_metadata(tmp_path / "cli.onnx")["feature"]["dim"] == 512
     with pytest.raises(SystemExit, match=r"^error: RunNotFinishedError: .* is not a finished run"):
         main(["export", str(tmp_path), "--onnx", str(tmp_path / "m.onnx")])
     with pytest.raises(SystemExit, match=r"^error: NoImagesError"):
