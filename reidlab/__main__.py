@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from reidlab import config
@@ -147,7 +148,23 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_gpucheck, argv=argv)
 
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except user_errors() as e:  # each names the problem and the fix; REIDLAB_DEBUG=1 shows the traceback
+        if os.environ.get("REIDLAB_DEBUG"):
+            raise
+        raise SystemExit(f"error: {type(e).__name__}: {e}") from None
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """What bad input raises (a wrong path, a corrupt checkpoint, a diverging run): one line, no traceback."""
+    from reidlab.checkpoints import CheckpointError
+    from reidlab.datasets import DatasetError
+    from reidlab.inference import CheckpointMismatch
+    from reidlab.pretrained import PretrainedWeightsError
+    from reidlab.train import TrainingDiverged
+
+    return (CheckpointError, CheckpointMismatch, DatasetError, PretrainedWeightsError, TrainingDiverged, ValueError)
 
 
 if __name__ == "__main__":
