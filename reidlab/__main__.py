@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="results/runs")
     p.add_argument("--force", action="store_true", help="rerun finished runs")
     p.add_argument("--seeds", type=int, default=1, help="run each row with seed 0..N-1 (mean +- std)")
-    p.add_argument("--noise-seeds", type=int, default=2, metavar="N",
-                   help="run the first row with seed 0..N-1 (default 2), to show how far the seed alone moves a "
+    p.add_argument("--noise-seeds", type=int, default=3, metavar="N",
+                   help="run the first row with seed 0..N-1 (default 3), to show how far the seed alone moves a "
                         "row; 1: off")
     p.set_defaults(func=cmd_demo)
 
