@@ -60,8 +60,9 @@ EXECUTION_FIELDS = ("progress", "num_workers", "device")
 REUSED_FILES = ("config.json", "history.jsonl", "iterations.jsonl", "metrics.json")
 
 
-def pick_profile(profile: str = "auto", smoke: bool = False) -> str:
-    """"smoke" when smoke, else `profile`; "auto" is "full" with a CUDA GPU and Market-1501 prepared, else "cpu"."""
+def pick_profile(profile: str = "auto", smoke: bool = False, real_data: bool | None = None) -> str:
+    """"smoke" when smoke, else `profile`; "auto" is "full" with a CUDA GPU and real data (by default: Market-1501
+    prepared), else "cpu"."""
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not valid; allowed values: {', '.join(map(repr, PROFILES))}")
     if smoke:
@@ -70,7 +71,9 @@ def pick_profile(profile: str = "auto", smoke: bool = False) -> str:
         return profile
     import torch
 
-    return "full" if torch.cuda.is_available() and default_dataset() == "market1501" else "cpu"
+    if real_data is None:
+        real_data = default_dataset() == "market1501"
+    return "full" if torch.cuda.is_available() and real_data else "cpu"
 
 
 def run_config(preset, profile: str = "auto", dataset: str = "", device: str = "auto", smoke: bool = False,

@@ -372,17 +372,9 @@ def dataset_key(dataset: ReidDataset) -> str:
 # --- training on it ---------------------------------------------------------------------------------------
 def pick_own_profile(profile: str = "auto", smoke: bool = False) -> str:
     """"smoke" under smoke; "auto" is the full recipe with a CUDA GPU, else the CPU profile."""
-    from reidlab.notebook import PROFILES
+    from reidlab.notebook import pick_profile
 
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not valid; allowed values: {', '.join(map(repr, PROFILES))}")
-    if smoke:
-        return "smoke"
-    if profile != "auto":
-        return profile
-    import torch
-
-    return "full" if torch.cuda.is_available() else "cpu"
+    return pick_profile(profile, smoke, real_data=True)  # a user's folder is real data
 
 
 def own_config(dataset: ReidDataset, preset: str = "bot", profile: str = "auto", device: str = "auto",

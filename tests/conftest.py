@@ -53,3 +53,17 @@ def load_fakes():
     module = sys.modules.setdefault("reid_fakes", importlib.util.module_from_spec(spec))
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_market, tmp_path_factory):
+    """A finished run (full BoT, ResNet-18, one epoch) on tiny_market; tests copy it before changing it."""
+    from reidlab.config import PRESETS
+    from reidlab.datasets import load_dataset
+    from reidlab.train import fit
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = PRESETS["bot"].replace(backbone="resnet18", pretrained=None, image_size=(32, 16), P=3, K=2, epochs=1,
+                                 num_workers=0, progress=False, device="cpu")
+    fit(cfg, out, dataset=load_dataset("market1501", tiny_market, verbose=False))
+    return out

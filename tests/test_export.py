@@ -10,24 +10,17 @@ import torch
 pytest.importorskip("onnx", reason="the export extra is not installed: pip install -e '.[export]'")
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
 
-from reidlab.config import PRESETS  # noqa: E402
-from reidlab.datasets import load_dataset  # noqa: E402
 from reidlab.export import (CHECK_COSINE, ExportCheckFailed, ExportedFeature, ForeignOnnxError,  # noqa: E402
                             OnnxEmbedder, RunNotFinishedError, check_batch, compare_features, export_onnx,
                             read_metadata, verify_export)
 from reidlab.inference import embed, load_run  # noqa: E402
 from reidlab.own_data import CorruptImageError, NoImagesError  # noqa: E402
 from reidlab.ranking import format_ranking, rank_folders, ranking_html  # noqa: E402
-from reidlab.train import fit  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def run(tiny_market, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cfg = PRESETS["bot"].replace(backbone="resnet18", pretrained=None, image_size=(32, 16), P=3, K=2, epochs=1,
-                                 num_workers=0, progress=False, device="cpu")
-    fit(cfg, out, dataset=load_dataset("market1501", tiny_market, verbose=False))
-    return out
+def run(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

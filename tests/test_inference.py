@@ -3,21 +3,15 @@ import pytest
 import torch
 from PIL import Image
 
-from reidlab.config import PRESETS
 from reidlab.datasets import load_dataset
 from reidlab.evaluate import extract_features
 from reidlab.inference import CheckpointMismatch, embed, load_run, rank_folder
 from reidlab.loaders import build_test_loader
-from reidlab.train import fit
 
 
 @pytest.fixture(scope="module")
-def run(tiny_market, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cfg = PRESETS["bot"].replace(backbone="resnet18", pretrained=None, image_size=(32, 16), P=3, K=2, epochs=1,
-                                 num_workers=0, progress=False, device="cpu")
-    fit(cfg, out, dataset=load_dataset("market1501", tiny_market, verbose=False))
-    return out
+def run(tiny_run):
+    return tiny_run
 
 
 def test_embed_matches_evaluation_features(run, tiny_market):
