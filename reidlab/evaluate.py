@@ -58,7 +58,10 @@ def extract_features(model, loader, device="cpu", flip=False, feature=None, amp=
     try:
         # tqdm.auto calls iter() on what it wraps when built, and again to loop: given a DataLoader with workers,
         # that forks a second pass nobody reads, whose copies in the next workers then fail to shut it down
-        total = len(loader) if hasattr(loader, "__len__") else None
+        try:
+            total = len(loader)
+        except TypeError:  # a generator, or an iterable-style dataset without a length
+            total = None
         for batch in tqdm(iter(loader), total=total, desc="features", leave=False, disable=not progress):
             if len(batch) != 3:
                 raise ValueError(f"the loader must yield (images, pids, camids), got {len(batch)} items per batch")

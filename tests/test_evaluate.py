@@ -196,6 +196,29 @@ def test_extract_features_eval_mode_flip_and_feature():
         extract_features(model, [], progress=False)
 
 
+class CountingLoader:
+    def __init__(self, batches):
+        self.batches, self.passes = batches, 0
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        self.passes += 1
+        return iter(self.batches)
+
+
+def test_extract_features_starts_one_pass():
+    """tqdm.auto calls iter() on what it wraps: given a DataLoader with workers, a second pass nobody reads
+    forked its workers, whose copies in the next loader's workers then printed 'Exception ignored' (issue 13)."""
+    model, (batches, _) = TinyReid(), make_loader()
+    loader = CountingLoader(batches)
+    expected = extract_features(model, loader, progress=False)[0]
+    assert loader.passes == 1
+    from_generator = extract_features(model, (b for b in batches), progress=False)[0]  # no length
+    torch.testing.assert_close(from_generator, expected)
+
+
 def test_evaluate_model_plain_and_reranked():
     from reidlab.config import Config
 
