@@ -48,6 +48,27 @@ def test_resume_equals_straight_run_bit_for_bit(tmp_path, dataset):
     assert [r["loss"] for r in hist_a] == [r["loss"] for r in hist_b]
 
 
+def test_each_epoch_starts_the_loader_once(tmp_path, dataset, monkeypatch):
+    """tqdm.auto calls iter() on what it wraps: given the loader, every epoch started twice, its workers' first
+    prefetch decoded for nothing (and, with a per-epoch worker reseed, at a timing-dependent point; issue 13)."""
+    started, build = [], train_module.build_train_batches
+
+    class Counting:
+        def __init__(self, batches):
+            self.batches, self.sampler = batches, batches.sampler
+
+        def __len__(self):
+            return len(self.batches)
+
+        def __iter__(self):
+            started.append(self.sampler.epoch)
+            return iter(self.batches)
+
+    monkeypatch.setattr(train_module, "build_train_batches", lambda *a, **k: Counting(build(*a, **k)))
+    fit(tiny_cfg(epochs=2, checkpoint_every=1), tmp_path, dataset=dataset)
+    assert started == [1, 2]
+
+
 def test_run_folder_contents(tmp_path, dataset):
     cfg = tiny_cfg(epochs=2)
     metrics = fit(cfg, tmp_path, dataset=dataset)
