@@ -239,54 +239,60 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     # the eager step, or the same step captured as one CUDA graph (after loading: it sets Adam's lr on the device)
     step_once = graph_step(cfg, functools.partial(train_step, cfg, step_fn, center, center_fn, optimizer, center_opt,
                                                   scaler), device, world, [model, center], [optimizer, center_opt])
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        seed_epoch(cfg.seed, epoch)
-        batches.sampler.set_epoch(epoch)
-        lr = lr_at(epoch, cfg)
-        set_lr(optimizer, lr)
-        model.train()
-        sums, n_images, step, started = {}, 0, -1, time.perf_counter()
-        first_bad = torch.full((), -1, device=device)  # first non-finite step, tracked on the device
-        # one iterator per epoch: tqdm.auto calls iter() on what it wraps when built, then again to loop, and a
-        # DataLoader with workers would start the epoch twice (its first prefetch decoded for nothing)
-        bar = tqdm(iter(batches), total=len(batches), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                   disable=not (cfg.progress and main_process))
-        for step, (images, pids, _) in enumerate(bar):
-            images, pids = images.to(device, non_blocking=True), pids.to(device, non_blocking=True)
-            loss, terms = step_once(images, pids)
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
-            if device.type == "cpu":
-                check_finite(first_bad, epoch, out_dir)  # free on a CPU; on a GPU once per epoch (no sync)
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            seed_epoch(cfg.seed, epoch)
+            batches.sampler.set_epoch(epoch)
+            lr = lr_at(epoch, cfg)
+            set_lr(optimizer, lr)
+            model.train()
+            sums, n_images, step, started = {}, 0, -1, time.perf_counter()
+            first_bad = torch.full((), -1, device=device)  # first non-finite step, tracked on the device
+            # one iterator per epoch: tqdm.auto calls iter() on what it wraps when built, then again to loop, and a
+            # DataLoader with workers would start the epoch twice (its first prefetch decoded for nothing)
+            bar = tqdm(iter(batches), total=len(batches), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                       disable=not (cfg.progress and main_process))
+            for step, (images, pids, _) in enumerate(bar):
+                images, pids = images.to(device, non_blocking=True), pids.to(device, non_blocking=True)
+                loss, terms = step_once(images, pids)
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+                if device.type == "cpu":
+                    check_finite(first_bad, epoch, out_dir)  # free on a CPU; on a GPU once per epoch (no sync)
 
-            iteration += 1
-            n_images += images.shape[0] * world
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.detach()
-            if iteration <= cfg.log_iterations and main_process:
-                with open(out_dir / "iterations.jsonl", "a") as f:
-                    f.write(json.dumps({"iteration": iteration, "epoch": epoch,
-                                        **{k: v.item() for k, v in terms.items()}}) + "\n")
-            if step % 20 == 0 and not bar.disable:  # .item() waits for the GPU: only for a visible bar
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-        check_finite(first_bad, epoch, out_dir)
-        sums = {k: float(v) for k, v in sums.items()}
+                iteration += 1
+                n_images += images.shape[0] * world
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach()
+                if iteration <= cfg.log_iterations and main_process:
+                    with open(out_dir / "iterations.jsonl", "a") as f:
+                        f.write(json.dumps({"iteration": iteration, "epoch": epoch,
+                                            **{k: v.item() for k, v in terms.items()}}) + "\n")
+                if step % 20 == 0 and not bar.disable:  # .item() waits for the GPU: only for a visible bar
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
+            check_finite(first_bad, epoch, out_dir)
+            sums = {k: float(v) for k, v in sums.items()}
 
-        seconds = time.perf_counter() - started
-        steps = max(step + 1, 1)
-        record = {"epoch": epoch, "lr": lr, "loss": sum(sums.values()) / steps,
-                  **{k: v / steps for k, v in sums.items()},
-                  "seconds": round(seconds, 3), "images_per_s": round(n_images / seconds, 1),
-                  # the eager step is bound by Python launching kernels: other work on the CPUs slows it down
-                  "cpu_load": load_average()}
-        if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs and main_process:
-            record.update(evaluate())
-        if main_process:
-            with open(out_dir / "history.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-        if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-            checkpoint(epoch)
-        if on_epoch_end:
-            on_epoch_end(record)
+            seconds = time.perf_counter() - started
+            steps = max(step + 1, 1)
+            record = {"epoch": epoch, "lr": lr, "loss": sum(sums.values()) / steps,
+                      **{k: v / steps for k, v in sums.items()},
+                      "seconds": round(seconds, 3), "images_per_s": round(n_images / seconds, 1),
+                      # the eager step is bound by Python launching kernels: other work on the CPUs slows it down
+                      "cpu_load": load_average()}
+            if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs and main_process:
+                record.update(evaluate())
+            if main_process:
+                with open(out_dir / "history.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+                checkpoint(epoch)
+            if on_epoch_end:
+                on_epoch_end(record)
+    except BaseException:
+        # a traceback keeps this frame alive (a notebook keeps the last one): drop the loader now, so its
+        # persistent workers stop instead of being copied into the next loader's forked workers
+        batches = bar = None  # noqa: F841
+        raise
 
     if not main_process:
         cleanup()

@@ -119,3 +119,26 @@ def test_resume_with_another_config_is_refused(tmp_path, dataset):
     fit(tiny_cfg(epochs=2), tmp_path, dataset=dataset)
     with pytest.raises(ValueError, match="base_lr"):
         fit(tiny_cfg(epochs=2, base_lr=1e-3), tmp_path, dataset=dataset)
+
+
+def test_interrupted_fit_leaves_no_loader_workers_behind(tmp_path, dataset):
+    """A notebook keeps the last traceback, and with it fit's frame: the loader's persistent worker must stop
+    anyway, or the next loader's forked workers copy it (and print "Exception ignored ... child process")."""
+    import gc
+    import multiprocessing
+
+    class Stop(Exception):
+        pass
+
+    def stop(record):
+        raise Stop
+
+    def workers():
+        return [p for p in multiprocessing.active_children() if p.is_alive()]
+
+    assert workers() == []
+    with pytest.raises(Stop) as kept:  # `kept` holds the traceback, as a notebook does
+        fit(tiny_cfg(epochs=1, num_workers=1), tmp_path / "run", dataset=dataset, on_epoch_end=stop)
+    gc.collect()
+    assert kept.value.__traceback__ is not None
+    assert workers() == [], "the interrupted run's loader workers are still alive"
