@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reidlab.config import CPU_PROFILE, FIELD_NAMES, PRESETS, SMOKE_PROFILE, Config, check_keys, parse_sets
+from reidlab.config import (CPU_PROFILE, FIELD_NAMES, PRESETS, SMOKE_PROFILE, Config, changed_fields, check_keys,
+                            parse_sets)
 from reidlab.grids import UNTRAINED, build_grid
 from reidlab.paths import DATA_ROOT, REPO_ROOT, resolve
 
@@ -303,6 +304,12 @@ def plan_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = 
     return runs
 
 
+def saved_config(folder: Path) -> dict:
+    """A run folder's config.json as a dict ({} when it has none)."""
+    path = folder / "config.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def finished_metrics(run: Run, folder: Path) -> dict | None:
     """The metrics of a finished run in `folder`, or None. Raises when it was made with another config."""
     metrics_path = folder / "metrics.json"
@@ -314,11 +321,10 @@ def finished_metrics(run: Run, folder: Path) -> dict | None:
         return None  # trained, not yet evaluated on the target domain: the notebook resumes and finishes it
     if run.parameters.get("intra_inter") and "R" not in metrics:
         return None  # the same: R is computed after training
-    saved = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
     expected = run.config.to_dict()
     if run.kind == UNTRAINED:
         expected["pretrained"] = None
-    changed = [k for k, v in expected.items() if k not in IGNORED_FIELDS and saved.get(k) != v]
+    changed = changed_fields(saved_config(folder), expected, IGNORED_FIELDS)
     if changed:
         raise RuntimeError(f"{folder} holds a finished run with another config ({', '.join(changed)} differ); "
                            f"rerun it with --force, or pass another --out")
@@ -353,8 +359,7 @@ def read_finished(cfg: Config, folder: str | Path) -> dict | None:
     folder = resolve(folder)
     if not (folder / "metrics.json").exists():
         return None
-    saved = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
-    changed = [k for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS and saved.get(k) != v]
+    changed = changed_fields(saved_config(folder), cfg.to_dict(), IGNORED_FIELDS)
     if changed and set(changed) <= {"epochs", "eval_every"}:
         return None  # fit resumes the run over these (more epochs, say): reidlab.train.check_resume_config
     if changed:

@@ -177,6 +177,10 @@ def check_keys(values: dict[str, Any], valid: tuple[str, ...] = FIELD_NAMES) -> 
 
 
 
+def changed_fields(saved: dict[str, Any], wanted: dict[str, Any], ignored=()) -> list[str]:
+    """The fields whose value in `wanted` differs from `saved` (both Config.to_dict()-style), but `ignored`."""
+    return [k for k, v in wanted.items() if k not in ignored and saved.get(k) != v]
+
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
     """`key=value` pairs (the command line's --set); values are read as JSON when they parse (numbers,
     true/false, lists), else strings. Raises ValueError for a pair without "=" or an unknown key."""

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from reidlab.checkpoints import CHECKPOINT, has_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
-from reidlab.config import Config
+from reidlab.config import Config, changed_fields
 from reidlab.graph_step import graph_step
 from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
 from reidlab.paths import resolve
@@ -143,7 +143,7 @@ def check_resume_config(cfg: Config, out_dir: Path) -> None:
     saved = Config.load(out_dir / "config.json")
     ignored = {"progress", "num_workers", "device", "eval_every", "checkpoint_every", "epochs",
                "cuda_graph"}  # the graph trains the same math (its Adam rounds the bias correction on the device)
-    changed = [k for k, v in cfg.to_dict().items() if k not in ignored and saved.to_dict().get(k) != v]
+    changed = changed_fields(saved.to_dict(), cfg.to_dict(), ignored)
     if changed:
         raise ValueError(f"{out_dir} holds a run with a different config ({', '.join(changed)} differ); "
                          f"use another out_dir, or delete the folder to start over")
