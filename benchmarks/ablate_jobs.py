@@ -74,7 +74,7 @@ def fill_caches(cfg) -> float:
     from reidlab.gpu_eval import decode_ahead
 
     started = time.perf_counter()
-    decode_ahead([cfg.replace(data_path="gpu")], progress=False)
+    decode_ahead([cfg.replace(data_path="resident")], progress=False)
     return time.perf_counter() - started
 
 
@@ -134,7 +134,7 @@ def main(argv=None) -> None:
         # the recipe's shape on the fast path; from scratch: the GPU machine has no ImageNet ResNet weights
         profile = "full"
         dataset = args.dataset or ("market1501" if (DATA_ROOT / "market1501").exists() else "synthetic")
-        overrides.update(backbone=args.backbone or "mobilenet_v2", pretrained=None, data_path="gpu", amp="bf16",
+        overrides.update(backbone=args.backbone or "mobilenet_v2", pretrained=None, data_path="resident", amp="bf16",
                          channels_last=True, num_workers=4)
     else:
         profile, dataset = "smoke", args.dataset or "synthetic_small"

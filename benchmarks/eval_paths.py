@@ -89,7 +89,7 @@ def main(argv=None) -> None:
         rows.append({"amp": amp, "path": f"loader ({c.num_workers} workers, batch 128)", "seconds": loader_s,
                      **{k: loader[k] for k in KEYS}})
         for batch in (128, 512):
-            (got, _), s = timed(device, evaluate_on_device, model, c.replace(data_path="gpu"), dataset, device,
+            (got, _), s = timed(device, evaluate_on_device, model, c.replace(data_path="resident"), dataset, device,
                                 batch)
             diff = max(abs(got[k] - loader[k]) for k in KEYS)
             rows.append({"amp": amp, "path": f"device memory, batch {batch}", "seconds": s,

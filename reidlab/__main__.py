@@ -7,7 +7,7 @@ import os
 import sys
 
 from reidlab import config
-from reidlab.config import CPU_PROFILE, PRESETS, Config
+from reidlab.config import CPU_PROFILE, PRESETS, Config, with_cpu_precision
 
 
 def parse_sets(pairs: list[str]) -> dict:
@@ -24,7 +24,9 @@ def build_config(preset: str, profile: str, sets: list[str]) -> Config:
     if profile == "cpu":
         cfg = cfg.replace(**CPU_PROFILE)
     try:
-        return cfg.replace(**parse_sets(sets))
+        overrides = parse_sets(sets)
+        cfg = cfg.replace(**overrides)
+        return with_cpu_precision(cfg, overrides) if profile == "cpu" else cfg
     except ValueError as e:
         raise SystemExit(str(e)) from None
 
@@ -45,7 +47,7 @@ def cmd_verify(args) -> None:
 
 def cmd_demo(args) -> None:
     from reidlab.demo import run_demo
-    if not run_demo(out=args.out, force=args.force, seeds=args.seeds, noise_seeds=args.noise_seeds).ok:
+    if not run_demo(out=args.out, force=args.force, seeds=args.seeds, jobs=args.jobs, executor=args.executor).ok:
         raise SystemExit(1)
 
 
@@ -94,10 +96,12 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("demo", help="the trick-by-trick ablation on the built-in synthetic data (or Market-1501)")
     p.add_argument("--out", default="results/runs")
     p.add_argument("--force", action="store_true", help="rerun finished runs")
-    p.add_argument("--seeds", type=int, default=1, help="run each row with seed 0..N-1 (mean +- std)")
-    p.add_argument("--noise-seeds", type=int, default=3, metavar="N",
-                   help="run the first row with seed 0..N-1 (default 3), to show how far the seed alone moves a "
-                        "row; 1: off")
+    p.add_argument("--seeds", type=int, default=3, help="run each row with seed 0..N-1 (default 3): mean +- std, "
+                                                        "and each trick's change with a 95%% interval")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="rows at once (default: one per core, at most 2)")
+    p.add_argument("--executor", choices=("direct", "papermill", "auto"), default="direct",
+                   help="direct (default): train through reidlab.train.fit; papermill: execute the experiment "
+                        "notebook per run (slower: a kernel per run)")
     p.set_defaults(func=cmd_demo)
 
     from reidlab.ablate import add_arguments
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--preset", default="bot", help=f"one of: {', '.join(PRESETS)}")
     p.add_argument("--profile", choices=("full", "cpu"), default="full",
                    help="cpu: the small synthetic profile that runs in minutes on a laptop")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config fields: --set a=1 b=2, or --set a=1 --set b=2")
     p.add_argument("--out", required=True, help="run folder (resumes when it holds a checkpoint)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=cmd_train)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reidlab.config import (CPU_PROFILE, FIELD_NAMES, PRESETS, SMOKE_PROFILE, Config, changed_fields, check_keys,
-                            parse_sets)
+                            parse_sets, with_cpu_precision)
 from reidlab.grids import UNTRAINED, build_grid
 from reidlab.paths import DATA_ROOT, REPO_ROOT, resolve
 
@@ -83,7 +83,8 @@ def build_config(preset: str, profile: str = "auto", overrides: dict | None = No
     values["dataset"] = dataset or (values["dataset"] if profile == "smoke" else default_dataset())
     if device != "auto":
         values["device"] = device
-    return PRESETS[preset].replace(**values).replace(**overrides)
+    cfg = PRESETS[preset].replace(**values).replace(**overrides)
+    return with_cpu_precision(cfg, overrides) if profile == "cpu" else cfg
 
 
 # --- evaluation without the training loop -----------------------------------------------------------------
@@ -94,7 +95,7 @@ def evaluate_split(model, cfg: Config, dataset, device) -> dict:
     from reidlab.gpu_eval import evaluate_on_device
     from reidlab.loaders import build_test_loader
 
-    if cfg.data_path == "gpu":
+    if cfg.data_path == "resident":
         return evaluate_on_device(model, cfg, dataset, device)[0]
     query, gallery = build_test_loader(dataset.query, cfg), build_test_loader(dataset.gallery, cfg)
     metrics, _ = evaluate_model(model, query, gallery, cfg, device)
@@ -139,7 +140,7 @@ def extract_test_features(run_dir: str | Path, dataset_name: str | None = None):
     device = next(model.parameters()).device
     name = dataset_name or cfg.dataset
     dataset = load_dataset(name, resolve(cfg.data_root) / name, verbose=False)
-    if cfg.data_path == "gpu":  # from device memory (reidlab.gpu_eval), in fp32 as below
+    if cfg.data_path == "resident":  # from device memory (reidlab.gpu_eval), in fp32 as below
         from reidlab.gpu_eval import extract_device_features
         feats, pids, _, _ = extract_device_features(model, cfg.replace(amp="none", progress=False), dataset, device)
     else:
@@ -290,7 +291,8 @@ def plan_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = 
                   file=sys.stderr)
         # batch runs print no progress bars, so executed notebooks stay small
         params["overrides"] = {"progress": False, **params["overrides"], **sets}
-        for seed in range(seeds):
+        # the untrained reference is one network with random weights: one seed says what it shows
+        for seed in range(1 if spec.get("kind") == UNTRAINED else seeds):
             p = json.loads(json.dumps(params))  # a deep copy that is also JSON-able (papermill injects it)
             if seeds > 1:
                 p["overrides"]["seed"] = seed
@@ -307,7 +309,13 @@ def plan_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = 
 def saved_config(folder: Path) -> dict:
     """A run folder's config.json as a dict ({} when it has none)."""
     path = folder / "config.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    try:  # through Config, so an old spelling (data_path "gpu") compares equal to today's
+        return Config.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        return saved
 
 
 def finished_metrics(run: Run, folder: Path) -> dict | None:
@@ -540,7 +548,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "else synthetic; the smoke profile: synthetic_small)")
     parser.add_argument("--test-dataset", default="", help="cross_domain: the dataset to test on")
     parser.add_argument("--seeds", type=int, default=1, help="run each row with seed 0..N-1 (tables: mean +- std)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="change a Config field in every run")
     parser.add_argument("--out", default="results/runs", help="runs go to OUT/<grid>/<run>/")
     parser.add_argument("--profile", choices=PROFILES, default="auto",

@@ -28,7 +28,7 @@ CHOICES: dict[str, tuple] = {
     "distance": ("euclidean", "cosine"),
     "amp": ("none", "bf16", "fp16"),
     "erase_value": ("paper", "corrected"),
-    "data_path": ("loader", "gpu"),
+    "data_path": ("loader", "resident"),
 }
 
 
@@ -50,7 +50,9 @@ class Config:
     P: int = 16  # identities per batch
     K: int = 4  # images per identity
     num_workers: int = 2
-    data_path: str = "loader"  # "gpu": the GPU-resident fast path
+    # "resident": the training set decoded once and kept in the device's memory (GPU or CPU), augmented in
+    # batches (reidlab/gpu_data.py); "loader": DataLoader workers decode and augment image by image (the authors')
+    data_path: str = "loader"
 
     # --- model ---
     backbone: str = "resnet50"
@@ -101,6 +103,8 @@ class Config:
     progress: bool = True
 
     def __post_init__(self):
+        if self.data_path == "gpu":  # its name before it served CPUs too; run folders of that time still load
+            object.__setattr__(self, "data_path", "resident")
         for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
@@ -239,12 +243,21 @@ PRESETS: dict[str, Config] = {
 #   loaded 2-core machine.
 CPU_PROFILE = dict(dataset="synthetic", backbone="mobilenet_v2", pretrained="imagenet", image_size=(64, 32),
                    padding=3, P=16, K=4, epochs=3, warmup_epochs=2, milestones=(3,), base_lr=2e-3,
-                   num_workers=1, cpu_threads=1, checkpoint_every=2)
+                   num_workers=1, cpu_threads=1, checkpoint_every=2, data_path="resident", channels_last=True)
 
 # Seconds, not minutes: every notebook and grid runs end to end in smoke mode for the tests. One loader worker,
 # as in the CPU profile, so the tests meet the worker processes the notebooks meet at their defaults.
 SMOKE_PROFILE = dict(CPU_PROFILE, dataset="synthetic_small", image_size=(64, 32), P=4, K=2, epochs=2,
                      warmup_epochs=2, milestones=(2,), checkpoint_every=1, num_workers=1)
+
+
+def with_cpu_precision(cfg: Config, overrides: dict) -> Config:
+    """A CPU-profile config with the precision that trains its backbone fastest on this CPU (reidlab.cpu), unless
+    `overrides` names amp: bf16 for a ResNet on bf16 units, else fp32 (the profile's MobileNetV2 included)."""
+    if "amp" in overrides:
+        return cfg
+    from reidlab.cpu import fastest_amp
+    return cfg.replace(amp=fastest_amp(cfg.backbone))
 
 
 def scale_schedule(cfg: Config, epochs: int) -> Config:

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from reidlab.collapse import feature_spread
+
 FEATURES = ("f_t", "f_i")
 METRICS = ("euclidean", "cosine")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -291,6 +293,7 @@ def score_features(qf, q_pids, q_camids, gf, g_pids, g_camids, cfg):
     distmat = compute_distance(qf, gf, metric=cfg.distance, normalize=cfg.normalize_features)
     result = evaluate_ranking(distmat, q_pids, g_pids, q_camids, g_camids)
     metrics = result.metrics()
+    metrics["feature_spread"] = feature_spread(qf, gf)  # about 0: a collapsed model (reidlab.collapse)
     if cfg.rerank:
         from reidlab.rerank import re_rank
 

@@ -1,4 +1,4 @@
-"""Evaluation from device memory, the fast path's test half (cfg.data_path == "gpu").
+"""Evaluation from device memory, the fast path's test half (cfg.data_path == "resident").
 
 The loader path (reidlab.loaders.build_test_loader + reidlab.evaluate.evaluate_model) decodes every JPEG in
 DataLoader workers at every evaluation; on a GPU that is nearly all of its time (Market-1501: 10-12 s for
@@ -95,7 +95,7 @@ def evaluate_on_device(model, cfg, dataset, device, batch_size: int = BATCH_SIZE
 
 def decode_ahead(configs, cache_dir: str | Path | None = None, progress: bool = True) -> int:
     """Fill the on-disk caches of decode_images (training set, then query + gallery) for every distinct dataset and
-    image size among `configs` with data_path="gpu"; returns how many were filled. Runs that start side by side
+    image size among `configs` with data_path="resident"; returns how many were filled. Runs that start side by side
     then read the caches instead of each decoding the same images at once. A dataset that fails to decode is
     left to its runs, which report it."""
     from reidlab.datasets import load_dataset
@@ -104,7 +104,7 @@ def decode_ahead(configs, cache_dir: str | Path | None = None, progress: bool = 
     seen, filled = set(), 0
     for cfg in configs:
         key = (cfg.dataset, cfg.data_root, tuple(cfg.image_size))
-        if cfg.data_path != "gpu" or key in seen:
+        if cfg.data_path != "resident" or key in seen:
             continue
         seen.add(key)
         try:

@@ -401,7 +401,7 @@ class Check:
         runs, diagnosed = [], False
         self.record.part("check", runs=runs)
         for amp in ("bf16", "none") if self.cuda else ("none",):
-            cfg = self.cfg(self.backbones[0], amp=amp, channels_last=amp == "bf16", data_path="gpu")
+            cfg = self.cfg(self.backbones[0], amp=amp, channels_last=amp == "bf16", data_path="resident")
             stream = self.batches(cfg)
             data = [next(stream) for _ in range(self.check_steps)]
             results = {}
@@ -557,20 +557,20 @@ class Check:
         # (name, pipeline options, model options); the part-2 variants after the three pipelines
         pipelines = [
             ("conventional: PIL loader, fp32", dict(data_path="loader", amp="none"), dict(graph=False)),
-            ("GPU data, eager, bf16, channels_last", dict(data_path="gpu", amp="bf16", channels_last=True),
+            ("GPU data, eager, bf16, channels_last", dict(data_path="resident", amp="bf16", channels_last=True),
              dict(graph=False)),
-            ("GPU data + graph, bf16, channels_last", dict(data_path="gpu", amp="bf16", channels_last=True),
+            ("GPU data + graph, bf16, channels_last", dict(data_path="resident", amp="bf16", channels_last=True),
              dict(graph=True)),
-            ("graph + fused Adam", dict(data_path="gpu", amp="bf16", channels_last=True),
+            ("graph + fused Adam", dict(data_path="resident", amp="bf16", channels_last=True),
              dict(graph=True, adam="fused")),
-            ("graph + cudnn.benchmark", dict(data_path="gpu", amp="bf16", channels_last=True),
+            ("graph + cudnn.benchmark", dict(data_path="resident", amp="bf16", channels_last=True),
              dict(graph=True, cudnn_benchmark=True)),
-            ("graph + fused Adam + cudnn.benchmark", dict(data_path="gpu", amp="bf16", channels_last=True),
+            ("graph + fused Adam + cudnn.benchmark", dict(data_path="resident", amp="bf16", channels_last=True),
              dict(graph=True, adam="fused", cudnn_benchmark=True)),
-            ("graph, fp32, channels_last", dict(data_path="gpu", amp="none", channels_last=True), dict(graph=True)),
-            ("graph, bf16, NCHW", dict(data_path="gpu", amp="bf16", channels_last=False), dict(graph=True)),
+            ("graph, fp32, channels_last", dict(data_path="resident", amp="none", channels_last=True), dict(graph=True)),
+            ("graph, bf16, NCHW", dict(data_path="resident", amp="bf16", channels_last=False), dict(graph=True)),
             ("graph + torch.compile(model) + fused Adam + cudnn.benchmark",
-             dict(data_path="gpu", amp="bf16", channels_last=True),
+             dict(data_path="resident", amp="bf16", channels_last=True),
              dict(graph=True, compile_model=True, adam="fused", cudnn_benchmark=True)),
         ]
         for compiled in (False, True):  # the compile variants last: 30-40 s each to compile
@@ -591,7 +591,7 @@ class Check:
                     torch.backends.cudnn.benchmark = build.pop("cudnn_benchmark", False)
                     try:
                         state = self.build(cfg, **build)
-                        batches = self.batches(cfg) if cfg.data_path == "gpu" else self.loader_batches(cfg)
+                        batches = self.batches(cfg) if cfg.data_path == "resident" else self.loader_batches(cfg)
                         steps = self.steps if not name.startswith("conventional") else max(self.steps // 2, 2)
                         r = self.time_steps(batches, state["step"], steps, self.warmup)
                         r.update(backbone=backbone, pipeline=name, peak_gib=peak_gib(self.device))
@@ -621,7 +621,7 @@ class Check:
         runs = []
         self.record.part("eval", runs=runs)
         for backbone in self.backbones:
-            cfg = self.cfg(backbone, amp="bf16", channels_last=True, data_path="gpu")
+            cfg = self.cfg(backbone, amp="bf16", channels_last=True, data_path="resident")
             model = build_model(cfg, self.dataset.num_train_pids).to(self.device).eval()
             if cfg.channels_last:
                 model = model.to(memory_format=torch.channels_last)
@@ -673,7 +673,7 @@ class Check:
     # 4. the epoch 40-60 slowdown
     def part_slowdown(self) -> None:
         from reidlab.loaders import build_test_loader
-        cfg = self.cfg(self.backbones[0], amp="bf16", channels_last=True, data_path="gpu")
+        cfg = self.cfg(self.backbones[0], amp="bf16", channels_last=True, data_path="resident")
         state = self.build(cfg, graph=False)
         batches = self.batches(cfg)
         steps = 60 if not self.quick else 1
@@ -752,7 +752,7 @@ class Check:
         self.record.part("fit", runs=runs)
         epochs = 3 if not self.quick else 2
         for run, graph in (("graph", True), (f"graph, resumed after epoch {epochs - 1}", True), ("eager", False)):
-            cfg = self.cfg(self.backbones[0], amp="bf16", channels_last=True, data_path="gpu", cuda_graph=graph,
+            cfg = self.cfg(self.backbones[0], amp="bf16", channels_last=True, data_path="resident", cuda_graph=graph,
                            epochs=epochs, warmup_epochs=2, milestones=(epochs,), device=str(self.device),
                            checkpoint_every=epochs - 1 if "resumed" in run else epochs)
             out = self.scratch / f"fit_{len(runs)}"
@@ -795,7 +795,7 @@ class Check:
         key = "self_device_time_total" if self.cuda else "self_cpu_time_total"
         steps = 5 if not self.quick else 1
         for backbone in self.backbones:
-            cfg = self.cfg(backbone, amp="bf16", channels_last=True, data_path="gpu")
+            cfg = self.cfg(backbone, amp="bf16", channels_last=True, data_path="resident")
             state = self.build(cfg, graph=False)
             batches = self.batches(cfg)
             self.time_steps(batches, state["step"], 2, 1)  # warm

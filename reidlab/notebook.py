@@ -84,7 +84,7 @@ def run_config(preset, profile: str = "auto", dataset: str = "", device: str = "
     "cpu" with config.CPU_PROFILE; "smoke" with config.SMOKE_PROFILE; "auto" see pick_profile.
     dataset "" means the profile's: "synthetic_small" for smoke, else default_dataset().
     """
-    from reidlab.config import CPU_PROFILE, PRESETS, SMOKE_PROFILE, Config
+    from reidlab.config import CPU_PROFILE, PRESETS, SMOKE_PROFILE, Config, with_cpu_precision
 
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -99,7 +99,8 @@ def run_config(preset, profile: str = "auto", dataset: str = "", device: str = "
     chosen = pick_profile(profile, smoke)
     cfg = ensure_warm_epochs(cfg.replace(**{"cpu": CPU_PROFILE, "smoke": SMOKE_PROFILE}.get(chosen, {})))
     dataset = dataset or (SMOKE_PROFILE["dataset"] if chosen == "smoke" else default_dataset())
-    return cfg.replace(dataset=dataset, device=device, **overrides)
+    cfg = cfg.replace(dataset=dataset, device=device, **overrides)
+    return with_cpu_precision(cfg, overrides) if chosen == "cpu" else cfg
 
 
 def warm_epochs(cfg) -> list[int]:

@@ -144,7 +144,8 @@ def add_derived_rows(df: pd.DataFrame, grid: str) -> pd.DataFrame:
         cols = {f"{prefix}{m}": m for m in METRICS if f"{prefix}{m}" in src}
         if src.empty or not cols or src[list(cols)].isna().all().all():
             continue
-        extra.append(src[["seed", *cols]].rename(columns=cols).assign(row=row, run=src["run"] + f"->{row}"))
+        keep = ["seed", *cols] + (["collapsed"] if "collapsed" in src else [])
+        extra.append(src[keep].rename(columns=cols).assign(row=row, run=src["run"] + f"->{row}"))
     return pd.concat([df, *extra], ignore_index=True) if extra else df
 
 
@@ -153,10 +154,53 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     metrics = [m for m in METRICS if m in df and df[m].notna().any()]
     grouped = df.groupby("row", sort=False)
     out = pd.DataFrame({"n": grouped.size()})
+    # how many of a row's runs collapsed (reidlab.collapse); runs from before the check count as not collapsed
+    collapsed = df["collapsed"].fillna(False).astype(bool) if "collapsed" in df else pd.Series(False, df.index)
+    out["collapsed"] = collapsed.groupby(df["row"], sort=False).sum().astype(int)
     for m in metrics:
         out[f"ours_{m}"] = grouped[m].mean()
         out[f"ours_{m}_std"] = grouped[m].std(ddof=1)
     return out
+
+
+# two-sided 95 % quantiles of Student's t by degrees of freedom (n - 1 paired seeds)
+T_975 = {1: 12.7062047, 2: 4.30265273, 3: 3.18244631, 4: 2.77644511, 5: 2.57058184, 6: 2.44691185,
+         7: 2.36462425, 8: 2.30600414, 9: 2.26215716, 10: 2.22813885, 12: 2.17881283, 15: 2.13144955,
+         20: 2.08596345, 30: 2.04227246, 60: 2.00029782, 120: 1.97993040}
+
+
+def t_975(dof: int) -> float:
+    """The 0.975 quantile of Student's t with `dof` >= 1 degrees of freedom; between tabulated dofs, the next
+    smaller one's (a slightly wider interval, never a narrower one)."""
+    return T_975[max(k for k in T_975 if k <= dof)]
+
+
+def paired_interval(before: pd.Series, after: pd.Series) -> tuple[float, float, int]:
+    """95 % interval (lo, hi) of the mean of after - before over the seeds both have (series indexed by seed),
+    and how many seeds were paired; (nan, nan, n) with fewer than two pairs."""
+    diffs = (after - before).dropna()
+    n = len(diffs)
+    if n < 2:
+        return math.nan, math.nan, n
+    half = t_975(n - 1) * diffs.std(ddof=1) / math.sqrt(n)
+    return diffs.mean() - half, diffs.mean() + half, n
+
+
+def add_paired_intervals(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """ours_d_<metric>_lo / _hi: each chain row's change vs the row above, as a 95 % interval over paired seeds
+    (seed i of one row against seed i of the other: the seed's own luck cancels)."""
+    rows = list(table["row"])
+    for m in ("rank1", "mAP"):
+        if m not in runs:
+            continue
+        by_seed = {row: runs[runs["row"] == row].set_index("seed")[m] for row in rows}
+        for bound in ("lo", "hi"):
+            table[f"ours_d_{m}_{bound}"] = np.nan
+        chain = [r for r in rows if r != UNTRAINED]
+        for prev, row in zip(chain, chain[1:]):
+            lo, hi, _ = paired_interval(by_seed[prev], by_seed[row])
+            table.loc[table["row"] == row, [f"ours_d_{m}_lo", f"ours_d_{m}_hi"]] = lo, hi
+    return table
 
 
 def build_table(grid: str, dataset: str, root: str | Path = "results/runs") -> pd.DataFrame:
@@ -174,7 +218,8 @@ def build_table(grid: str, dataset: str, root: str | Path = "results/runs") -> p
     if runs.empty:
         raise ValueError(f"grid {grid!r} has no finished runs trained on {dataset!r}; datasets with runs: "
                          f"{', '.join(sorted(load_runs(grid, root)['dataset'].unique()))}")
-    table = summarise(add_derived_rows(runs, grid))
+    runs = add_derived_rows(runs, grid)
+    table = summarise(runs)
     order = grid_rows(grid) or sorted(table.index)
     table = table.reindex([r for r in order if r in table.index] + [r for r in table.index if r not in order])
     table.index.name = "row"
@@ -200,6 +245,7 @@ def build_table(grid: str, dataset: str, root: str | Path = "results/runs") -> p
                 col = f"{who}_{m}"
                 if col in table:
                     table.loc[chain, f"{who}_d_{m}"] = table.loc[chain, col].diff()
+        table = add_paired_intervals(table, runs)
     return table
 
 
@@ -211,70 +257,82 @@ def format_value(mean: float, std: float = math.nan, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def format_delta(d: float, digits: int = 1) -> str:
-    return "" if pd.isna(d) else f"{d:+.{digits}f}"
+def format_delta(d: float, digits: int = 1, lo: float = math.nan, hi: float = math.nan) -> str:
+    """"+2.1", or with a 95 % interval "+2.1 [+0.4, +3.8]"."""
+    if pd.isna(d):
+        return ""
+    interval = "" if pd.isna(lo) or pd.isna(hi) else f" [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    return f"{d:+.{digits}f}{interval}"
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """A Markdown table: ours (mean ± std), the paper's, and the deltas when the table has them."""
+    """A Markdown table: ours (mean ± std), the paper's, the deltas (with their 95 % interval over paired seeds
+    when there are two seeds or more) and how many runs of a row collapsed, when the table has them."""
     ref = next((r for r in table.get("paper_ref", []) if r), "")
     metrics = [m for m in METRICS if f"ours_{m}" in table]
     digits = {"R": 3}
     header = ["row", "n"] + [f"ours {m}" for m in metrics]
     header += [f"paper {m}" for m in metrics if f"paper_{m}" in table and table[f"paper_{m}"].notna().any()]
     deltas = [c for c in ("ours_d_rank1", "ours_d_mAP", "paper_d_rank1", "paper_d_mAP") if c in table]
-    header += [c.replace("_d_", " Δ") for c in deltas]
+    header += [c.replace("_d_", " Δ") + (" [95% CI]" if f"{c}_lo" in table else "") for c in deltas]
+    show_collapsed = "collapsed" in table and "ours_d_mAP" in table
+    header += ["collapsed"] if show_collapsed else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in table.iterrows():
         cells = [str(r["label"]), str(int(r["n"]))]
         cells += [format_value(r[f"ours_{m}"], r.get(f"ours_{m}_std"), digits.get(m, 1)) for m in metrics]
         cells += [format_value(r[f"paper_{m}"], digits=digits.get(m, 1)) for m in metrics
                   if f"paper_{m}" in table and table[f"paper_{m}"].notna().any()]
-        cells += [format_delta(r[c]) for c in deltas]
+        cells += [format_delta(r[c], lo=r.get(f"{c}_lo", math.nan), hi=r.get(f"{c}_hi", math.nan)) for c in deltas]
+        if show_collapsed:
+            cells.append(f"{int(r['collapsed'])}/{int(r['n'])}" if r["row"] != UNTRAINED else "")
         lines.append("| " + " | ".join(cells) + " |")
     if ref:
-        lines.append(f"\npaper: {ref} columns; ours: mean ± std over seeds (n) when n > 1")
+        lines.append(f"\npaper: {ref} columns; ours: mean ± std over seeds (n) when n > 1" +
+                     ("; Δ: change vs the row above, with its 95 % interval over paired seeds (seed i vs seed i)"
+                      if "ours_d_mAP_lo" in table else ""))
     return "\n".join(lines)
 
 
-def trick_verdicts(table: pd.DataFrame) -> list[str]:
-    """One line per row with a delta: did the trick help here (mAP change vs the row above), and in the paper?
+VERDICTS = ("helped", "hurt", "cannot tell at this scale", "collapsed")
 
-    With several seeds, a change smaller than the combined std of the two rows is called "within noise". A row
-    run with one seed borrows the seed-to-seed std measured on the rows that have several (`make demo` runs its
-    first row over a few seeds): one run varies about as much as another. With no row seeded twice nothing can
-    be called noise, so the lines say so."""
+
+def verdict(row: pd.Series, prev: pd.Series) -> str:
+    """What a trick did, from the 95 % interval of its mAP change: "helped" (above 0), "hurt" (below 0),
+    "cannot tell at this scale" (it holds 0, or one seed gives no interval), "collapsed" (a run of the row or
+    of the row it is compared with collapsed: its numbers say nothing about the trick)."""
+    if row.get("collapsed", 0) > 0 or prev.get("collapsed", 0) > 0:
+        return "collapsed"
+    lo, hi = row.get("ours_d_mAP_lo", math.nan), row.get("ours_d_mAP_hi", math.nan)
+    if pd.isna(lo) or pd.isna(hi):
+        return "cannot tell at this scale"
+    return "helped" if lo > 0 else "hurt" if hi < 0 else "cannot tell at this scale"
+
+
+def trick_verdicts(table: pd.DataFrame) -> list[str]:
+    """One line per row with a delta: what the trick did here (the 95 % interval of its mAP change vs the row
+    above, over paired seeds: `verdict`), and in the paper; then learned vs untrained."""
     if "ours_d_mAP" not in table:
         return []
     lines = []
     rows = table[table["row"] != UNTRAINED].reset_index(drop=True)
-    measured = rows[rows["n"] > 1]
-    stds = measured.get("ours_mAP_std", pd.Series(dtype=float)).dropna()
-    stand_in = math.sqrt((stds ** 2).mean()) if len(stds) else np.nan  # pooled over the measured rows
-
-    def std(row) -> float:
-        own = row.get("ours_mAP_std", np.nan)
-        return stand_in if pd.isna(own) else own
-
     for i in range(1, len(rows)):
         r, prev = rows.iloc[i], rows.iloc[i - 1]
         d, d1 = r["ours_d_mAP"], r.get("ours_d_rank1", np.nan)
         if pd.isna(d):
             continue
-        noise = math.hypot(std(prev), std(r))
-        if not pd.isna(noise) and abs(d) <= noise:
-            verdict = "within noise"
-        else:
-            verdict = "helped" if d > 0 else "hurt" if d < 0 else "no change"
+        said = verdict(r, prev)
+        change = (f"mAP {format_delta(d, lo=r.get('ours_d_mAP_lo', np.nan), hi=r.get('ours_d_mAP_hi', np.nan))}, "
+                  f"rank-1 {format_delta(d1, lo=r.get('ours_d_rank1_lo', np.nan), hi=r.get('ours_d_rank1_hi', np.nan))}")
+        if said == "collapsed":
+            who = [f"{int(x['collapsed'])} of {int(x['n'])} runs of {x['label']}" for x in (prev, r)
+                   if x.get("collapsed", 0) > 0]
+            change += f" ({', '.join(who)} collapsed)"
         paper = r.get("paper_d_mAP", np.nan)
         paper_text = "" if pd.isna(paper) else f"; paper {paper:+.1f} mAP ({'helped' if paper > 0 else 'hurt'})"
-        noise_text = f", noise ±{noise:.1f}" if not pd.isna(noise) else ""
-        lines.append(f"{r['label']:<32} {verdict:<13} mAP {d:+.1f}, rank-1 {d1:+.1f}{noise_text}{paper_text}")
+        lines.append(f"{r['label']:<32} {said:<26} {change}{paper_text}")
     if len(rows) and rows["n"].max() < 2:
-        lines.append("(one seed per row: differences of a few points may be noise; rerun with --seeds 3)")
-    elif len(stds) and rows["n"].min() < 2:
-        lines.append(f"(rows run once borrow the seed-to-seed mAP std of {', '.join(measured['label'])}: "
-                     f"{stand_in:.1f}; rerun with --seeds 3 for each row's own)")
+        lines.append("(one seed per row: no interval, so no verdict; rerun with --seeds 3)")
     if UNTRAINED in set(table["row"]) and len(rows):
         u = table[table["row"] == UNTRAINED].iloc[0]
         first, last = rows.iloc[0], rows.iloc[-1]

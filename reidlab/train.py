@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from reidlab.checkpoints import CHECKPOINT, has_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
+from reidlab.collapse import diagnose, loss_signs
 from reidlab.config import Config, changed_fields
 from reidlab.graph_step import graph_step
 from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
@@ -102,7 +103,7 @@ def build_train_batches(dataset, cfg: Config, device: torch.device, world: int =
     if world > 1:
         from reidlab.distributed import DistributedIdentitySampler
         sampler = DistributedIdentitySampler([r.pid for r in dataset.train], cfg.P, cfg.K, cfg.seed)
-    if cfg.data_path == "gpu":
+    if cfg.data_path == "resident":
         from reidlab.gpu_data import GpuTrainBatches
         return GpuTrainBatches(dataset.train, cfg, device, seed=cfg.seed, sampler=sampler)
     from reidlab.loaders import build_train_loader
@@ -226,7 +227,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         }, out_dir)
 
     def evaluate() -> dict:
-        if cfg.data_path == "gpu":  # query + gallery decoded once and kept on the device (reidlab.gpu_eval)
+        if cfg.data_path == "resident":  # query + gallery decoded once and kept on the device (reidlab.gpu_eval)
             return evaluate_on_device(model, cfg, dataset, device)[0]
         # on a CPU the model is the bottleneck: decoding in this process avoids forking beside the training
         # loader's persistent workers (whose copies then warn when garbage-collected in the child)
@@ -254,7 +255,15 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                        disable=not (cfg.progress and main_process))
             for step, (images, pids, _) in enumerate(bar):
                 images, pids = images.to(device, non_blocking=True), pids.to(device, non_blocking=True)
-                loss, terms = step_once(images, pids)
+                try:
+                    loss, terms = step_once(images, pids)
+                except RuntimeError as e:
+                    if "overflow" not in str(e):
+                        raise
+                    raise TrainingDiverged(  # Adam's step size does not fit the parameters' dtype
+                        f"the optimiser step overflowed at epoch {epoch}, step {step}, lr {lr:g} ({e}): training "
+                        f"diverged. Start over with a lower base_lr (the recipe's is 3.5e-4; --restart or "
+                        f"resume=False, or another out_dir)") from e
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
                 if device.type == "cpu":
                     check_finite(first_bad, epoch, out_dir)  # free on a CPU; on a GPU once per epoch (no sync)
@@ -279,6 +288,8 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                       "seconds": round(seconds, 3), "images_per_s": round(n_images / seconds, 1),
                       # the eager step is bound by Python launching kernels: other work on the CPUs slows it down
                       "cpu_load": load_average()}
+            record["collapsed"] = bool(loss_signs(record, dataset.num_train_pids, cfg.triplet_margin,
+                                                  cfg.soft_margin))
             if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs and main_process:
                 record.update(evaluate())
             if main_process:
@@ -299,6 +310,9 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         return {}
     history = read_jsonl(out_dir / "history.jsonl")
     metrics = evaluate()
+    # a network that maps every image to one feature is named, so no table reads it as a trick that hurt
+    metrics.update(diagnose(history[-1] if history else None, metrics.get("feature_spread"),
+                            dataset.num_train_pids, cfg.triplet_margin, cfg.soft_margin))
     train_seconds = sum(r["seconds"] for r in history)
     metrics.update({
         "epochs": cfg.epochs, "device": describe_device(device), "train_seconds": round(train_seconds, 1),

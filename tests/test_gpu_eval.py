@@ -37,7 +37,7 @@ def test_device_eval_equals_loader_eval_in_fp32(setup, tmp_path, changes):
     cfg = cfg.replace(**changes)
     expected, expected_result = loader_metrics(model, cfg, dataset)
     # batches of 50: several batches, none aligned with the loader's 128
-    got, result = evaluate_on_device(model, cfg.replace(data_path="gpu"), dataset, "cpu", batch_size=50,
+    got, result = evaluate_on_device(model, cfg.replace(data_path="resident"), dataset, "cpu", batch_size=50,
                                      cache_dir=tmp_path)
     assert set(got) == set(expected)
     for key in expected:
@@ -67,13 +67,13 @@ def test_device_eval_bf16_within_a_tenth_of_a_point(setup, tmp_path):
     cfg, dataset, model = setup
     cfg = cfg.replace(amp="bf16", flip_test=True)
     expected, _ = loader_metrics(model, cfg, dataset)
-    got, _ = evaluate_on_device(model, cfg.replace(data_path="gpu"), dataset, "cpu", cache_dir=tmp_path)
+    got, _ = evaluate_on_device(model, cfg.replace(data_path="resident"), dataset, "cpu", cache_dir=tmp_path)
     for key in METRIC_KEYS:
         assert abs(got[key] - expected[key]) <= 0.1, (key, got[key], expected[key])
 
 
 def test_fit_and_ablate_evaluate_from_device_memory_when_data_path_gpu(tmp_path, monkeypatch):
-    """fit's evaluation (and ablate's) take the device path for data_path="gpu", and score the trained model as
+    """fit's evaluation (and ablate's) take the device path for data_path="resident", and score the trained model as
     the loader path scores it."""
     calls = []
     device_path = gpu_eval.evaluate_on_device
@@ -84,7 +84,7 @@ def test_fit_and_ablate_evaluate_from_device_memory_when_data_path_gpu(tmp_path,
 
     monkeypatch.setattr(gpu_eval, "evaluate_on_device", counted)
     cfg = build_config("bot", smoke=True, overrides={"progress": False, "epochs": 1, "milestones": [1],
-                                                     "image_size": [32, 16], "data_path": "gpu", "device": "cpu"})
+                                                     "image_size": [32, 16], "data_path": "resident", "device": "cpu"})
     dataset = load_dataset(cfg.dataset, verbose=False)
     metrics = fit(cfg, tmp_path, dataset=dataset)
     assert calls == [1]
@@ -97,7 +97,7 @@ def test_fit_and_ablate_evaluate_from_device_memory_when_data_path_gpu(tmp_path,
 
 def test_decode_ahead_fills_the_caches_runs_read(setup, tmp_path, monkeypatch):
     cfg, dataset, _ = setup
-    gpu = cfg.replace(data_path="gpu")
+    gpu = cfg.replace(data_path="resident")
     assert decode_ahead([cfg, gpu, gpu.replace(seed=1)], cache_dir=tmp_path, progress=False) == 1  # loader: none
     assert len(list(tmp_path.glob("decoded_64x32_*.npy"))) == 2  # training set, query + gallery
     import reidlab.gpu_data as gpu_data

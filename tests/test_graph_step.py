@@ -187,7 +187,7 @@ def test_fit_with_the_graph_resumes_on_a_gpu(tmp_path, tiny_market, capsys):
     from reidlab.datasets import load_dataset
     from reidlab.train import fit, load_history
     dataset = load_dataset("market1501", tiny_market, verbose=False)
-    cfg = tiny_cfg(device="cuda", amp="bf16", channels_last=True, data_path="gpu", cuda_graph=True, epochs=3,
+    cfg = tiny_cfg(device="cuda", amp="bf16", channels_last=True, data_path="resident", cuda_graph=True, epochs=3,
                    warmup_epochs=2, milestones=(3,), checkpoint_every=1, num_workers=0, progress=False)
     fit(cfg, tmp_path / "straight", dataset=dataset)
 

@@ -10,6 +10,7 @@ import torch
 
 from reidlab.config import PRESETS
 from reidlab.grids import GRIDS, PAPER_TABLES
+from reidlab import results
 from reidlab.paths import REPO_ROOT
 from reidlab.results import (build_table, format_table, intra_inter_ratio, load_runs, paper_table, trick_verdicts,
                              write_table)
@@ -101,30 +102,55 @@ def test_build_table_filters_dataset_and_picks_its_paper_columns(trick_runs):
         build_table("tricks", "dukemtmc", root)
 
 
-def test_verdicts_follow_the_deltas():
+def test_paired_intervals_match_scipys_paired_t_test(trick_runs):
+    from scipy import stats
+
+    root, known = trick_runs
+    table = build_table("tricks", "synthetic", root).set_index("row")
+    # two seeds per row: the paired interval is scipy's for the mean of row - row above
+    for prev, row in zip(TRICK_ROWS, TRICK_ROWS[1:]):
+        for k, m in enumerate(("rank1", "mAP")):
+            after, before = [v[k] for v in known[row]], [v[k] for v in known[prev]]
+            lo, hi = stats.ttest_rel(after, before).confidence_interval(0.95)
+            assert table.loc[row, f"ours_d_{m}_lo"] == pytest.approx(lo)
+            assert table.loc[row, f"ours_d_{m}_hi"] == pytest.approx(hi)
+    assert table["collapsed"].eq(0).all()
+    for dof in (1, 2, 4, 9, 30, 120):
+        assert results.t_975(dof) == pytest.approx(stats.t.ppf(0.975, dof), abs=1e-3)
+    assert results.t_975(11) >= stats.t.ppf(0.975, 11)  # between tabulated dofs: the wider one
+    # five seeds, paired: the seed's shared luck cancels, so a small steady gain is told apart from 0
+    before = pd.Series([10.0, 30.0, 20.0, 40.0, 25.0])
+    after = before + [1.0, 1.2, 0.9, 1.1, 1.0]
+    lo, hi, n = results.paired_interval(before, after)
+    assert n == 5 and 0 < lo < 1.04 < hi
+    assert (stats.ttest_rel(after, before).confidence_interval(0.95).low == pytest.approx(lo))
+    assert all(math.isnan(x) for x in results.paired_interval(before[:1], after[:1])[:2])
+
+
+def test_verdicts_come_from_the_intervals():
     table = pd.DataFrame({
-        "row": ["untrained", "a", "b", "c", "d", "e"], "label": ["untrained", "a", "+ b", "+ c", "+ d", "+ e"],
-        "n": [3] * 6, "ours_mAP": [2.0, 10.0, 15.0, 14.0, 14.5, 10.5],
-        "ours_mAP_std": [0.1, 1.0, 1.0, 1.0, 0.1, 0.1],
-        "ours_rank1": [1.0, 20.0, 25.0, 24.0, 30.0, 20.0], "paper_mAP": [np.nan, 74.0, 75.2, 79.3, 80.3, 81.7]})
+        "row": ["untrained", "a", "b", "c", "d", "e", "f"], "label": ["untrained", "a", "+ b", "+ c", "+ d", "+ e", "+ f"],
+        "n": [1, 3, 3, 3, 3, 3, 3], "collapsed": [0, 0, 0, 0, 0, 2, 0],
+        "ours_mAP": [2.0, 10.0, 15.0, 14.0, 10.0, 1.0, 12.0], "ours_rank1": [1.0, 20.0, 25.0, 24.0, 20.0, 2.0, 22.0],
+        "ours_d_mAP_lo": [np.nan, np.nan, 4.0, -3.0, -4.5, -12.0, 8.0],
+        "ours_d_mAP_hi": [np.nan, np.nan, 6.0, 1.0, -3.5, -6.0, 14.0],
+        "paper_mAP": [np.nan, 74.0, 75.2, 79.3, 80.3, 81.7, 85.7]})
     chain = table["row"] != "untrained"
     for col in ("ours_rank1", "ours_mAP", "paper_mAP"):
         table.loc[chain, col.replace("_", "_d_", 1)] = table.loc[chain, col].diff()
     lines = trick_verdicts(table)
-    assert re.search(r"\+ b\s+helped\s+mAP \+5\.0, rank-1 \+5\.0", lines[0])
+    assert re.search(r"\+ b\s+helped\s+mAP \+5\.0 \[\+4\.0, \+6\.0\], rank-1 \+5\.0", lines[0])
     assert "paper +1.2 mAP (helped)" in lines[0]
-    assert re.search(r"\+ c\s+within noise\s+mAP -1\.0", lines[1])  # |-1.0| < hypot(1, 1)
-    assert re.search(r"\+ d\s+within noise", lines[2])  # 0.5 < hypot(1, 0.1)
-    assert re.search(r"\+ e\s+hurt\s+mAP -4\.0", lines[3])  # 4.0 > hypot(0.1, 0.1)
-    assert "2.0 untrained -> 10.0 (a) -> 10.5 (+ e)" in lines[-1]
-    assert not any("one seed" in line for line in lines)
-    one_seed = trick_verdicts(table.assign(n=1, ours_mAP_std=np.nan))
-    assert "helped" in one_seed[1] and any("one seed" in line for line in one_seed)
-    # make demo: only the first row over seeds (std 3.0); the others borrow it, so a delta is noise below hypot(3, 3)
-    demo = trick_verdicts(table.assign(n=[1, 3, 1, 1, 1, 1], ours_mAP_std=[np.nan, 3.0] + [np.nan] * 4))
-    assert re.search(r"\+ b\s+helped\s+mAP \+5\.0.*noise ±4\.2", demo[0])
-    assert all("within noise" in line for line in demo[1:4])  # -1.0, +0.5, -4.0
-    assert "borrow the seed-to-seed mAP std of a: 3.0" in demo[-2] and not any("one seed" in x for x in demo)
+    assert re.search(r"\+ c\s+cannot tell at this scale\s+mAP -1\.0 \[-3\.0, \+1\.0\]", lines[1])  # holds 0
+    assert re.search(r"\+ d\s+hurt\s+mAP -4\.0", lines[2])  # below 0
+    # a collapsed run names its row and the next (whose change is measured from it), never "hurt"
+    assert re.search(r"\+ e\s+collapsed\s+mAP -9\.0.*\(2 of 3 runs of \+ e collapsed\)", lines[3])
+    assert re.search(r"\+ f\s+collapsed\s+mAP \+11\.0.*\(2 of 3 runs of \+ e collapsed\)", lines[4])
+    assert "2.0 untrained -> 10.0 (a) -> 12.0 (+ f)" in lines[-1]
+    one_seed = trick_verdicts(table.assign(n=1, collapsed=0, ours_d_mAP_lo=np.nan, ours_d_mAP_hi=np.nan))
+    assert all("cannot tell at this scale" in line for line in one_seed[:5])
+    assert any("one seed per row: no interval" in line for line in one_seed)
+    assert "| 2/3 |" in format_table(table.assign(ours_mAP_std=1.0, ours_rank1_std=1.0, paper_ref="Market-1501"))
 
 
 def test_intra_inter_ratio_matches_double_loop():
