@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -122,8 +122,11 @@ if not tables and grids:
 # %% [markdown]
 # ## Did each trick help here?
 #
-# For the cumulative grid (tricks), one verdict per row from its mAP delta: "within noise" when it is smaller
-# than the two rows' combined std (needs seeds), with the paper's delta beside it.
+# For the cumulative grid (tricks), one verdict per row, read off the 95 % interval of its mAP change vs the row
+# above, over paired seeds (seed i against seed i, so the seed's own luck cancels): "helped" when the interval
+# lies above 0, "hurt" below 0, "cannot tell at this scale" when it holds 0 (or one seed gives no interval), and
+# "collapsed" when a run of either row collapsed (its features all alike: `reidlab.collapse`), whatever the means
+# did. The paper's change is beside it.
 
 # %%
 for (grid, ds), table in tables.items():

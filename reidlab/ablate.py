@@ -32,8 +32,9 @@ from reidlab.paths import DATA_ROOT, REPO_ROOT, resolve
 EXPERIMENT = REPO_ROOT / "notebooks" / "experiment.ipynb"
 PROFILES = ("auto", "cpu", "full", "smoke")
 KERNEL = "python3"
-# the kernel's own log (a warning per start about its local TCP sockets) would bury the progress bar
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+# the kernel's own log would bury the progress bar: a warning per start about its local TCP sockets, and an
+# "ERROR | KeyboardInterrupt caught in kernel" line when papermill stops a kernel it has finished with
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 # fields that do not change what a run computes: a finished run made with other values still counts
 IGNORED_FIELDS = ("progress", "num_workers", "device", "checkpoint_every")
 

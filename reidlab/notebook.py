@@ -193,7 +193,8 @@ def train_and_compare(configs: Mapping, out_dir: str | Path, paper: Mapping | No
     rows = []
     for name, run_dir in run_dirs.items():
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        row = {"run": name, **{k: metrics.get(k) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}}
+        row = {"run": name, **{k: metrics.get(k) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")},
+               "collapsed": bool(metrics.get("collapsed", False))}  # reidlab.collapse
         if paper is not None:
             row["paper_rank1"], row["paper_mAP"] = paper.get(name, (float("nan"), float("nan")))
         row.update(train_seconds=metrics.get("train_seconds"), run_dir=str(run_dir))
@@ -271,11 +272,14 @@ def trained_dir(run_dir) -> Path:
 
 def trick_delta(df: pd.DataFrame, trick: str, previous: str, out_dir: str | Path) -> pd.DataFrame:
     """What adding `trick` to `previous` changed here, beside the paper's change; written to out_dir as
-    delta.csv (and the runs' table as comparison.csv)."""
+    delta.csv (and the runs' table as comparison.csv). When either run collapsed (reidlab.collapse), the column
+    says so: that pair's change says nothing about the trick."""
     from reidlab.paper import delta
 
+    collapsed = [name for name in (previous, trick) if "collapsed" in df and bool(df.loc[name, "collapsed"])]
+    column = f"this run (collapsed: {', '.join(collapsed)})" if collapsed else "this run"
     table = pd.DataFrame({
-        "this run": df.loc[trick, ["rank1", "mAP"]].to_numpy() - df.loc[previous, ["rank1", "mAP"]].to_numpy(),
+        column: df.loc[trick, ["rank1", "mAP"]].to_numpy() - df.loc[previous, ["rank1", "mAP"]].to_numpy(),
         "paper (Market-1501)": delta(trick, previous),
     }, index=["rank-1 change", "mAP change"]).round(1)
     table.to_csv(resolve(out_dir) / "delta.csv")
