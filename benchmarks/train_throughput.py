@@ -1,6 +1,7 @@
 """Training throughput of the BoT recipe: the authors' pipeline against the GPU-resident fast path.
 
-Same run, same machine, same model and losses (ResNet-50, 256x128, P x K = 16 x 4, every trick):
+Same run, same machine, same model and step (ResNet-50, 256x128, P x K = 16 x 4, every trick unless --set
+changes one; the step is reidlab.train.train_step, the one fit trains with):
   (a) conventional: PIL decode + augmentation in DataLoader workers (reidlab.loaders), fp32;
   (b) fast: the training set decoded once and kept on the device (reidlab.gpu_data), batched augmentation,
       bf16 autocast, channels_last; (c) the same with torch.compile (--compile).
@@ -12,12 +13,14 @@ temporary folder.
 
     python benchmarks/train_throughput.py --quick              # CPU: resnet18, 64x32, P x K = 8 x 4, 3 steps
     python benchmarks/train_throughput.py --compile            # GPU, the full recipe
+    python benchmarks/train_throughput.py --set label_smoothing=false center_loss=false   # another row
 
 Writes results/benchmarks/train_throughput_<device>[_quick].json and .md.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -34,10 +37,12 @@ import torch
 import torchvision
 from PIL import Image
 
-from reidlab.config import Config
+from reidlab.config import Config, parse_sets
 from reidlab.datasets import Record, ReidDataset
-from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
+from reidlab.losses import CenterLoss
 from reidlab.paths import DATA_ROOT, REPO_ROOT, RESULTS_ROOT
+from reidlab.schedule import build_optimizer
+from reidlab.train import train_step
 
 MARKET_COUNTS = dict(train_ids=751, train=12_936, query=3_368, gallery=15_913)
 AUTHORS = {  # bot_paper.md section 10
@@ -64,6 +69,9 @@ def parse_args(argv=None):
                    help="autocast of the fast path (auto: bf16 on a GPU; none on a CPU, where bf16 is slower)")
     p.add_argument("--compile", action="store_true", help="also time the fast path under torch.compile")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation and re-ranking timings")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="change config fields of every pipeline (default: the full BoT row), e.g. "
+                        "--set label_smoothing=false center_loss=false (amp and channels_last: the pipelines')")
     p.add_argument("--out", default=str(RESULTS_ROOT / "benchmarks"))
     return p.parse_args(argv)
 
@@ -134,46 +142,27 @@ def endless(batches):
         epoch += 1
 
 
-def time_training(batches, cfg: Config, num_classes: int, device: torch.device, amp: str, channels_last: bool,
-                  compile_model: bool, steps: int, warmup_steps: int) -> tuple[dict, torch.nn.Module]:
-    """Images/s of the recipe's training step (forward, three losses, backward, Adam and center SGD steps).
+def time_training(batches, cfg: Config, num_classes: int, device: torch.device, compile_model: bool, steps: int,
+                  warmup_steps: int) -> tuple[dict, torch.nn.Module]:
+    """Images/s of fit's training step (reidlab.train.train_step: forward, cfg's losses, backward, Adam and the
+    centers' SGD) with cfg's amp and channels_last.
 
     No `.item()` per step: the only syncs are before and after the timed steps."""
     from reidlab.model import build_model
 
     torch.manual_seed(0)
-    model = build_model(cfg.replace(channels_last=channels_last), num_classes).to(device).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg, num_classes).to(device).train()  # channels_last when cfg says so
     step_model = torch.compile(model) if compile_model else model
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.base_lr,
-                                 weight_decay=cfg.weight_decay)
-    center = CenterLoss(num_classes, model.feature_dim).to(device)
-    center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    optimizer = build_optimizer(model.parameters(), cfg)
+    center = CenterLoss(num_classes, model.feature_dim).to(device) if cfg.center_loss else None
+    center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr) if center else None
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    train_one = functools.partial(train_step, cfg, step_model, center, center, optimizer, center_opt, scaler)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     def step(images, pids):
-        images, pids = images.to(device, non_blocking=True), pids.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits, feats = step_model(images)
-        logits, feats = logits.float(), feats.float()
-        # L = L_ID + L_Tri + beta * L_C
-        loss = (cross_entropy_smooth(logits, pids, cfg.smoothing_eps)
-                + batch_hard_triplet(feats, pids, cfg.triplet_margin)
-                + cfg.center_beta * center(feats, pids))
-        optimizer.zero_grad(set_to_none=True)
-        center_opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(center_opt)
-        rescale_center_grads(center, cfg.center_beta)
-        scaler.step(center_opt)
-        scaler.step(optimizer)
-        scaler.update()
+        loss, _ = train_one(images.to(device, non_blocking=True), pids.to(device, non_blocking=True))
         return loss.detach()
 
     it = endless(batches)
@@ -289,11 +278,16 @@ def main(argv=None) -> dict:
     steps = args.steps or (3 if quick else 100)
     warmup_steps = args.warmup_steps if args.warmup_steps is not None else (1 if quick else 20)
     amp = args.amp if args.amp != "auto" else ("bf16" if device.type == "cuda" else "none")
-    cfg = Config(backbone=backbone, pretrained=None, image_size=size, P=P, K=K, num_workers=args.workers,
-                 progress=False, amp="none")  # every trick on: the full BoT row
+    try:  # every trick on (the full BoT row) unless --set turns one off
+        cfg = Config(backbone=backbone, pretrained=None, image_size=size, P=P, K=K, num_workers=args.workers,
+                     progress=False).replace(**parse_sets(args.set))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    cfg = cfg.replace(amp="none", channels_last=False)  # the conventional pipeline's; the fast one's from --amp
     device_name, slug = describe(device)
     res = {"device": device_name, "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-           "quick": quick, "recipe": f"{backbone}, {size[0]}x{size[1]}, P x K = {P} x {K}, all tricks, "
+           "quick": quick, "recipe": f"{backbone}, {size[0]}x{size[1]}, P x K = {P} x {K}, "
+                                     f"{'the BoT row with ' + ' '.join(args.set) if args.set else 'all tricks'}, "
                                      f"{steps} timed steps after {warmup_steps} warm-up steps",
            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
@@ -329,7 +323,7 @@ def main(argv=None) -> dict:
             print(f"{name}: {row['images_per_s']} images/s, {row['seconds_per_epoch']} s/epoch", flush=True)
 
         loader = build_train_loader(dataset.train, cfg, seed=cfg.seed)
-        row, model = time_training(loader, cfg, num_classes, device, "none", False, False, steps, warmup_steps)
+        row, model = time_training(loader, cfg, num_classes, device, False, steps, warmup_steps)
         record("conventional", {**row, "amp": "none", "workers": args.workers})
         del loader
 
@@ -345,8 +339,7 @@ def main(argv=None) -> dict:
         variants = [("fast", False)] + ([("fast + compile", True)] if args.compile else [])
         for name, compiled in variants:
             batches = GpuTrainBatches(dataset.train, fast_cfg, device, seed=cfg.seed, images=images)
-            row, fast_model = time_training(batches, fast_cfg, num_classes, device, amp, True, compiled,
-                                            steps, warmup_steps)
+            row, fast_model = time_training(batches, fast_cfg, num_classes, device, compiled, steps, warmup_steps)
             record(name, {**row, "amp": amp, "channels_last": True, "compile": compiled})
             del batches
 

@@ -141,13 +141,14 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("gpucheck", help="graph vs eager, training / evaluation timings on a GPU (<= 6 min): "
-                                        "reidlab/gpucheck.py")
+                                        "reidlab/gpucheck/")
     p.add_argument("--quick", action="store_true", help="CPU-sized smoke run: tiny models and images, a few steps")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is visible")
     p.add_argument("--market", default=None, help="Market-1501 folder or archive (default: .device/, data/, ../shared)")
     p.add_argument("--steps", type=int, default=100, help="timed steps per training pipeline")
     p.add_argument("--budget", type=float, default=360, help="seconds for the whole check")
-    p.add_argument("--parts", default=None, help="comma-separated subset of: check,train,eval,slowdown,fit")
+    p.add_argument("--parts", default=None,
+                   help="comma-separated subset of: check,train,eval,fit,profile (data always runs)")
     p.add_argument("--out", default="results/benchmarks", help="folder of the record (json + md)")
     p.add_argument("--also-to", default=None, help="a second folder for the record (the device machine's $OUT)")
     p.set_defaults(func=cmd_gpucheck, argv=argv)

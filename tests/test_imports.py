@@ -8,16 +8,27 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "reidlab"
 
 
+def module_name(path: Path) -> str:
+    """reidlab/gpucheck/fit.py -> reidlab.gpucheck.fit; a package's __init__.py is the package."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def is_module(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
 def import_graph() -> dict[str, set[str]]:
     graph = {}
-    for path in PACKAGE.glob("*.py"):
-        name = f"reidlab.{path.stem}"
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
         edges = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("reidlab"):
-                if node.module == "reidlab":  # `from reidlab import config`
-                    edges |= {f"reidlab.{a.name}" for a in node.names if (PACKAGE / f"{a.name}.py").exists()}
-                else:
+                # `from reidlab import config`, `from reidlab.gpucheck import fit`: modules; else names in one
+                edges |= {f"{node.module}.{a.name}" for a in node.names if is_module(f"{node.module}.{a.name}")}
+                if not all(is_module(f"{node.module}.{a.name}") for a in node.names):
                     edges.add(node.module)
             elif isinstance(node, ast.Import):
                 edges |= {a.name for a in node.names if a.name.startswith("reidlab.")}
@@ -64,3 +75,10 @@ def test_command_line_is_imported_by_nothing():
 def test_graph_sees_function_level_imports():
     graph = import_graph()
     assert "reidlab.train" in graph["reidlab.ablate"]  # imported inside functions only
+
+
+def test_graph_sees_subpackages():
+    graph = import_graph()
+    assert "reidlab.gpucheck" in graph["reidlab.__main__"]  # `from reidlab import gpucheck`, a package
+    assert "reidlab.gpucheck.fit" in graph["reidlab.gpucheck"]  # `from reidlab.gpucheck import ..., fit, ...`
+    assert "reidlab.train" in graph["reidlab.gpucheck.fit"]
