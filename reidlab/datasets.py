@@ -1,12 +1,12 @@
 """Dataset readers: Market-1501, DukeMTMC-reID, MSMT17, CUHK03-NP, a custom folder, and the synthetic set.
 
-Every reader returns the same `ReidDataset` with the conventions of the authors' code (bot_paper.md section 8):
-train pids relabelled 0..N-1 in the order of the original pids, junk (pid -1) dropped, distractors (pid 0)
-kept in the gallery, cameras 0-based, query / gallery keeping their original pids, records sorted by path.
+Every reader returns the same `ReidDataset` (reidlab.records) with the conventions of the authors' code
+(bot_paper.md section 8): train pids relabelled 0..N-1 in the order of the original pids, junk (pid -1) dropped,
+distractors (pid 0) kept in the gallery, cameras 0-based, query / gallery keeping their original pids, records
+sorted by path. A custom folder is labelled by reidlab.folder_labels, the reader reidlab.own_data shares.
 """
 from __future__ import annotations
 
-import csv
 import difflib
 import importlib
 import inspect
@@ -16,17 +16,16 @@ import shutil
 import tarfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable
 
+from reidlab.folder_labels import CUSTOM_SPLITS, MARKET_NAME, Labelled, camids_of, read_labels
+from reidlab.images import check_image, list_images
 from reidlab.paths import DATA_ROOT, resolve
+from reidlab.records import DatasetError, Record, ReidDataset, build_dataset
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
 MARKET_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")  # train, query, gallery
-# Market / Duke / CUHK03-NP names start with PPPP_cC: `0002_c1s1_000451_03.jpg`, `-1_c3s2_...`, `0001_c2_f0046182.jpg`
-MARKET_NAME = re.compile(r"^(?P<pid>-?\d+)_c(?P<cam>\d+)")
 
 # (train ids, train images, query images, gallery images) after junk is dropped (bot_paper.md section 9)
 EXPECTED_COUNTS = {
@@ -53,58 +52,7 @@ LICENCES = {
 }
 
 
-class Record(NamedTuple):
-    path: str
-    pid: int
-    camid: int
-
-
-class DatasetError(ValueError):
-    """A dataset is missing, mis-laid, mis-named or corrupt; the message names the file or layout and the fix."""
-
-
-@dataclass(frozen=True)
-class ReidDataset:
-    name: str
-    train: list[Record]
-    query: list[Record]
-    gallery: list[Record]
-
-    @property
-    def num_train_pids(self) -> int:
-        return len({r.pid for r in self.train})
-
-    @property
-    def num_train_cams(self) -> int:
-        return len({r.camid for r in self.train})
-
-    def summary(self) -> str:
-        parts = [f"{split} {len({r.pid for r in recs})} ids / {len(recs)} images / {len({r.camid for r in recs})} cams"
-                 for split, recs in (("train", self.train), ("query", self.query), ("gallery", self.gallery))]
-        return f"{self.name}: " + " | ".join(parts)
-
-
-# --- building a dataset from raw (path, original pid, 0-based camera) triples ------------------------------
-def build_dataset(name: str, train: Iterable[Record], query: Iterable[Record],
-                  gallery: Iterable[Record]) -> ReidDataset:
-    """Drop junk (pid -1) everywhere, relabel train pids to 0..N-1 by sorted original pid, sort every split by path."""
-    train = [r for r in train if r.pid != -1]
-    query = sorted((r for r in query if r.pid != -1), key=lambda r: r.path)
-    gallery = sorted((r for r in gallery if r.pid != -1), key=lambda r: r.path)
-    label = {pid: i for i, pid in enumerate(sorted({r.pid for r in train}))}
-    train = sorted((r._replace(pid=label[r.pid]) for r in train), key=lambda r: r.path)
-    for split, recs in (("train", train), ("query", query), ("gallery", gallery)):
-        if not recs:
-            raise DatasetError(f"{name}: the {split} split has no images (after dropping junk, pid -1); "
-                               f"check that its folder holds the dataset's images")
-    return ReidDataset(name, train, query, gallery)
-
-
-def list_images(folder: Path, recursive: bool = False) -> list[Path]:
-    files = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
+# --- Market-style folders: pid and camera in each file name -----------------------------------------------
 def parse_market_name(path: Path, max_cam: int | None = None) -> Record:
     """`0002_c1s1_000451_03.jpg` -> Record(path, 2, 0): pid as written (-1 junk, 0 distractor), camera 0-based."""
     match = MARKET_NAME.match(path.name)
@@ -304,7 +252,6 @@ def read_cuhk03(root: Path, variant: str = "detected") -> ReidDataset:
     return read_market_style(f"cuhk03_{variant}", base, max_cam=2)
 
 
-CUSTOM_SPLITS = ("train", "query", "gallery")
 CUSTOM_LAYOUT = """  ROOT/train/, ROOT/query/, ROOT/gallery/  (images, sub-folders allowed)
   pid and camera from each file name: PPPP_cC... (Market style; pid -1 = junk, dropped), or regex= with groups
   (?P<pid>...) and (?P<cam>...) searched in the path relative to its split folder, or ROOT/labels.csv
@@ -312,69 +259,24 @@ CUSTOM_LAYOUT = """  ROOT/train/, ROOT/query/, ROOT/gallery/  (images, sub-folde
 
 
 def read_custom(root: Path, regex: str | None = None, csv: str | Path | None = None) -> ReidDataset:
-    """Cameras may be any labels (`c3`, `3`, `north`): they are numbered 0.. in sorted order (numeric if all are)."""
+    """A folder split into train/, query/, gallery/, labelled by reidlab.folder_labels.read_labels, a camera for
+    every image. Camera labels may be anything (`c3`, `3`, `north`): see folder_labels.number_cameras."""
     base = locate(root, "custom", has_folders(*CUSTOM_SPLITS), (), CUSTOM_LAYOUT)
-    csv_file = resolve(csv) if csv is not None else base / "labels.csv"
-    if regex is not None and csv is not None:
-        raise DatasetError("custom: pass regex= or csv=, not both")
-    if csv is not None and not csv_file.is_file():
-        raise DatasetError(f"custom: csv={csv_file} does not exist; give the path of a `path,pid,camid` file")
-    if regex is None and csv_file.is_file():
-        rows = read_custom_csv(csv_file, base)
-    else:
-        rows = read_custom_names(base, regex)
-    numeric = lambda c: c.lstrip("-").isdigit()  # noqa: E731
-    cams = sorted({cam for _, _, _, cam in rows}, key=lambda c: (0, int(c), c) if numeric(c) else (1, 0, c))
-    index = {cam: i for i, cam in enumerate(cams)}
-    splits = {s: [Record(path, pid, index[cam]) for split, path, pid, cam in rows if split == s] for s in CUSTOM_SPLITS}
-    return build_dataset("custom", splits["train"], splits["query"], splits["gallery"])
-
-
-def read_custom_names(base: Path, regex: str | None) -> list[tuple[str, str, int, str]]:
     try:
-        pattern = re.compile(regex) if regex is not None else MARKET_NAME
-    except re.error as e:
-        raise DatasetError(f"custom: regex={regex!r} does not compile: {e}") from e
-    if not {"pid", "cam"} <= set(pattern.groupindex):
-        raise DatasetError(f"custom: regex={regex!r} needs the named groups (?P<pid>...) and (?P<cam>...)")
-    rows = []
-    for split in CUSTOM_SPLITS:
-        for path in list_images(base / split, recursive=True):
-            rel = path.relative_to(base / split).as_posix()
-            match = pattern.search(rel) if regex is not None else pattern.match(path.name)
-            if match is None or not re.fullmatch(r"-?\d+", match["pid"] or "") or not match["cam"]:
-                rule = f"regex {regex!r}" if regex is not None else "PPPP_cC... (e.g. 0002_c1_x.jpg)"
-                raise DatasetError(f"custom: cannot read an integer pid and a camera from {path} with {rule}; "
-                                   f"rename the file, pass regex=, or list it in labels.csv")
-            rows.append((split, str(path), int(match["pid"]), match["cam"]))
-    return rows
+        images, _, _ = read_labels(base, regex, csv, cameras_required=True)
+    except DatasetError as e:
+        e.args = (f"custom: {e}",)  # which dataset the reader was reading
+        raise
+    return build_custom_dataset(images)
 
 
-def read_custom_csv(csv_file: Path, base: Path) -> list[tuple[str, str, int, str]]:
-    with open(csv_file, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"path", "pid", "camid"} <= {h.strip() for h in reader.fieldnames}:
-            raise DatasetError(f"{csv_file}: the first line must be the header `path,pid,camid`, "
-                               f"got {reader.fieldnames}")
-        rows, listed = [], set()
-        for n, row in enumerate(reader, 2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            rel = Path(row["path"])
-            path = base / rel
-            if rel.is_absolute() or not rel.parts or rel.parts[0] not in CUSTOM_SPLITS:
-                raise DatasetError(f"{csv_file} line {n}: path {row['path']!r} must be relative to {base} and "
-                                   f"start with train/, query/ or gallery/")
-            if not re.fullmatch(r"-?\d+", row["pid"]) or not row["camid"]:
-                raise DatasetError(f"{csv_file} line {n}: pid {row['pid']!r} must be an integer and camid non-empty")
-            if not path.is_file():
-                raise DatasetError(f"{csv_file} line {n}: {path} does not exist; fix the path or remove the line")
-            rows.append((rel.parts[0], str(path), int(row["pid"]), row["camid"]))
-            listed.add(path)
-    unlisted = [p for s in CUSTOM_SPLITS for p in list_images(base / s, recursive=True) if p not in listed]
-    if unlisted:
-        raise DatasetError(f"{csv_file} does not list {len(unlisted)} image(s) under {base}, e.g. {unlisted[0]}; "
-                           f"add a line for each or move them out of train/, query/, gallery/")
-    return rows
+def build_custom_dataset(images: list[Labelled], name: str = "custom") -> ReidDataset:
+    """The dataset of labelled images of a train/, query/, gallery/ folder; junk (pid -1) is dropped before the
+    cameras are numbered, so reidlab.own_data numbers them the same way."""
+    images = [im for im in images if im.pid != -1]
+    records = [Record(im.path, im.pid, camid) for im, camid in zip(images, camids_of(images))]
+    splits = [[r for r, im in zip(records, images) if im.split == split] for split in CUSTOM_SPLITS]
+    return build_dataset(name, *splits)
 
 
 def read_synthetic(root: Path, **make_options) -> ReidDataset:
@@ -427,18 +329,6 @@ def load_dataset(name: str, root: str | Path | None = None, verbose: bool = True
 
 
 # --- checks -----------------------------------------------------------------------------------------------
-def check_image(path: str) -> str | None:
-    """None if the file decodes fully, else why not."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.load()  # decodes every pixel: catches truncated and corrupt data, not just a bad header
-    except Exception as e:  # any failure to decode is what we report, whatever PIL raises
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
 def verify_images(records_or_dataset: ReidDataset | Iterable[Record | str | Path], progress: bool = True,
                   workers: int | None = None) -> None:
     """Decode every image once (a thread pool; PIL releases the GIL while decoding); raise listing each bad file."""

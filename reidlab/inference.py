@@ -1,4 +1,4 @@
-"""Use a trained run: embed new images with the evaluation preprocessing, rank a gallery folder."""
+"""Use a trained run: load it, embed new images with the evaluation preprocessing (`reidlab rank`: reidlab.ranking)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,12 +8,10 @@ from PIL import Image
 
 from reidlab.checkpoints import CHECKPOINT, has_checkpoint, load_checkpoint
 from reidlab.config import Config
+from reidlab.images import folder_images
 from reidlab.paths import resolve
 from reidlab.pretrained import describe_problems, state_dict_problems
 from reidlab.train import pick_device
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
 
 # the Config fields that shape the network: a checkpoint fits only a model built with the same values
 MODEL_FIELDS = ("backbone", "last_stride", "stem_relu", "neck", "bnneck")
@@ -60,16 +58,6 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module
     return model.eval(), cfg
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder of images")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return paths
-
-
 @torch.no_grad()
 def embed(model: torch.nn.Module, cfg: Config, images, batch_size: int = 64) -> torch.Tensor:
     """Features (N, D) of a folder, a list of paths, or one PIL image, preprocessed as at evaluation.
@@ -82,7 +70,7 @@ def embed(model: torch.nn.Module, cfg: Config, images, batch_size: int = 64) -> 
     if isinstance(images, Image.Image):
         pil = [images.convert("RGB")]
     else:
-        paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
+        paths = folder_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
         pil = [read_image(p) for p in paths]
     transform = build_test_transform(cfg)
     device = next(model.parameters()).device
@@ -102,18 +90,3 @@ def embed_batch(model: torch.nn.Module, cfg: Config, x: torch.Tensor) -> torch.T
     if cfg.flip_test:
         f = f + model(x.flip(3))
     return torch.nn.functional.normalize(f, dim=1) if cfg.normalize_features else f
-
-
-def rank_folder(run_dir: str | Path, query, gallery_folder: str | Path, top_k: int = 10,
-                device: str = "auto") -> list[tuple[Path, float]]:
-    """The `top_k` gallery images closest to `query` (a path or a PIL image), with their distances."""
-    from reidlab.evaluate import compute_distance
-
-    model, cfg = load_run(run_dir, device)
-    gallery = list_images(gallery_folder)
-    q = embed(model, cfg, query if isinstance(query, Image.Image) else [query])
-    g = embed(model, cfg, gallery)
-    # features are already normalised (or not) as the config says
-    dist = compute_distance(q, g, metric=cfg.distance, normalize=False)[0]  # (G,)
-    order = torch.argsort(dist, stable=True)[:top_k]
-    return [(gallery[i], float(dist[i])) for i in order]

@@ -5,19 +5,15 @@ Two layouts:
     ROOT/train/, ROOT/query/, ROOT/gallery/   already split: read as it is (the `custom` layout, docs/datasets.md)
     ROOT/ (anything else)                     one pool of labelled images: split here by SPLIT_RULE
 
-Each image's pid and camera come from `csv=FILE` (header `path,pid,camid`, or `path,pid` without cameras; paths
-relative to ROOT); else from `regex=` (named groups (?P<pid>...) and, optionally, (?P<cam>...), searched in the
-path relative to the split folder, or to ROOT for a pool); else from ROOT/labels.csv when it exists; else from
-Market-style names (`0001_c3_anything.jpg`), as reidlab.datasets' custom reader does. pid -1 is junk and
-dropped. Without a camera every image is its own camera: then no gallery image is left out of a ranking (the
-protocol drops same-identity, same-camera images).
+Each image's pid and camera come from a CSV, a regex or Market-style names, read by reidlab.folder_labels (the
+reader reidlab.datasets' `custom` dataset uses too); here the camera is optional. pid -1 is junk and dropped.
+Without a camera every image is its own camera: then no gallery image is left out of a ranking (the protocol
+drops same-identity, same-camera images).
 """
 from __future__ import annotations
 
-import csv as csv_module
 import hashlib
 import json
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reidlab.datasets import (CUSTOM_SPLITS, MARKET_NAME, DatasetError, Record, ReidDataset, build_dataset,
-                              check_image, list_images)
+from reidlab.datasets import build_custom_dataset
+from reidlab.folder_labels import MARKET_NAME, Labelled, camids_of, number_cameras, read_labels
+from reidlab.folder_labels import UnparseableNameError  # noqa: F401 (what check_folder raises, importable from here)
+from reidlab.images import CorruptImageError, NoImagesError, check_image
 from reidlab.paths import resolve
+from reidlab.records import DatasetError, Record, ReidDataset, build_dataset
 
 SPLIT_RULE = """\
 How a pool of images is split (reidlab.own_data.split_pool):
@@ -42,34 +41,10 @@ The same folder, test_fraction and seed give the same split on every machine."""
 MIN_TRAIN_IDS = 2  # batch-hard mining needs another identity in the batch
 MIN_TEST_IDS = 2  # with one test identity every gallery image is a match: the metrics would say nothing
 EXAMPLE_REGEX = r"^person_(?P<pid>\d+)/cam(?P<cam>\d+)_"
-FIX_LABELS = ("pass regex= with the named groups (?P<pid>...) and (?P<cam>...), e.g. "
-              r"'^(?P<pid>\d+)/cam(?P<cam>\d+)_' for ROOT/0001/cam3_x.jpg or '^(?P<pid>\d+)/' without cameras, "
-              "or list every image in ROOT/labels.csv (header path,pid,camid)")
-
-
-class NoImagesError(DatasetError):
-    """A folder holds no image reidlab reads."""
-
-
-class UnparseableNameError(DatasetError):
-    """Images whose pid (or camera) cannot be read from the name, the regex or the CSV."""
 
 
 class TooFewIdentitiesError(DatasetError):
     """Too few identities to train and test (one identity, or none seen twice)."""
-
-
-class CorruptImageError(DatasetError):
-    """Files that do not decode as images."""
-
-
-@dataclass(frozen=True)
-class Labelled:
-    """One image of a user's folder: its split folder ("" in a pool), pid and camera label as written."""
-    path: str
-    split: str
-    pid: int
-    camera: str | None  # None: the layout has no camera
 
 
 @dataclass
@@ -140,115 +115,6 @@ def plot_folder_check(check: FolderCheck, ax=None):
     return fig
 
 
-def number_cameras(labels) -> dict[str, int]:
-    """Camera labels -> 0-based camids in sorted order (numeric when every label is an integer), as read_custom."""
-    numeric = all(re.fullmatch(r"-?\d+", c) for c in labels)
-    return {c: i for i, c in enumerate(sorted(labels, key=lambda c: int(c) if numeric else c))}
-
-
-def find_layout(root: Path) -> bool:
-    """True for ROOT/train, query, gallery; False for a pool. A partial split is refused, naming the fix."""
-    present = [s for s in CUSTOM_SPLITS if (root / s).is_dir()]
-    if present and len(present) < len(CUSTOM_SPLITS):
-        missing = [s for s in CUSTOM_SPLITS if s not in present]
-        raise DatasetError(f"{root} has {', '.join(s + '/' for s in present)} but no "
-                           f"{', '.join(s + '/' for s in missing)}: add the missing folder(s), or rename the "
-                           f"split folders away so that reidlab splits the whole folder itself "
-                           f"(reidlab.own_data.SPLIT_RULE)")
-    return bool(present)
-
-
-def read_labels(root: str | Path, regex: str | None = None, csv: str | Path | None = None
-                ) -> tuple[list[Labelled], bool, str]:
-    """(labelled images, has_split, where the labels came from) of a user's folder, junk (pid -1) included.
-
-    Raises NoImagesError for a folder without images and UnparseableNameError listing every image whose pid
-    (or camera) cannot be read, with the fix.
-    """
-    root = resolve(root)
-    if not root.is_dir():
-        raise NoImagesError(f"{root} is not a folder; pass the folder that holds your images")
-    has_split = find_layout(root)
-    folders = [root / s for s in CUSTOM_SPLITS] if has_split else [root]
-    paths = [(p, f) for f in folders for p in list_images(f, recursive=True)]
-    if not paths:
-        suffixes = ", ".join(sorted({".jpg", ".jpeg", ".png", ".bmp"}))
-        raise NoImagesError(f"{root} holds no images ({suffixes}, searched in sub-folders too); pass the folder "
-                            f"that holds your crops")
-    if regex and csv:
-        raise DatasetError("pass regex= or csv=, not both")
-    csv_file = resolve(csv) if csv else root / "labels.csv"
-    if csv and not csv_file.is_file():
-        raise DatasetError(f"csv={csv_file} does not exist; give the path of a `path,pid,camid` file")
-    if not regex and csv_file.is_file():
-        return read_csv_labels(csv_file, root, paths, has_split), has_split, str(csv_file)
-    return read_name_labels(root, paths, regex, has_split), has_split, (f"regex {regex!r}" if regex else
-                                                                        "Market-style names PPPP_cC...")
-
-
-def split_of(path: Path, root: Path, has_split: bool) -> str:
-    return path.relative_to(root).parts[0] if has_split else ""
-
-
-def read_name_labels(root: Path, paths: list[tuple[Path, Path]], regex: str | None,
-                     has_split: bool) -> list[Labelled]:
-    try:
-        pattern = re.compile(regex) if regex else MARKET_NAME
-    except re.error as e:
-        raise DatasetError(f"regex={regex!r} does not compile: {e}") from e
-    if "pid" not in pattern.groupindex:
-        raise DatasetError(f"regex={regex!r} needs the named group (?P<pid>...) (and (?P<cam>...) for cameras)")
-    has_cam = "cam" in pattern.groupindex
-    images, bad = [], []
-    for path, folder in paths:
-        rel = path.relative_to(folder).as_posix()
-        match = pattern.search(rel) if regex else pattern.match(path.name)
-        if match is None or not re.fullmatch(r"-?\d+", match["pid"] or "") or (has_cam and not match["cam"]):
-            bad.append(path)
-            continue
-        camera = match["cam"] if has_cam else None
-        images.append(Labelled(str(path), split_of(path, root, has_split), int(match["pid"]), camera))
-    if bad:
-        rule = f"regex {regex!r} (searched in {bad[0].relative_to(root).as_posix()!r}'s path below its " \
-               f"{'split folder' if has_split else 'root'})" if regex else "Market-style names PPPP_cC..."
-        shown = "\n".join(f"  {p}" for p in bad[:10]) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise UnparseableNameError(f"cannot read an integer pid{' and a camera' if has_cam else ''} from "
-                                   f"{len(bad)} of {len(paths)} images with {rule}:\n{shown}\nFix: {FIX_LABELS}; "
-                                   f"or rename or remove these files")
-    return images
-
-
-def read_csv_labels(csv_file: Path, root: Path, paths: list[tuple[Path, Path]], has_split: bool) -> list[Labelled]:
-    with open(csv_file, newline="") as f:
-        reader = csv_module.DictReader(f)
-        header = {h.strip() for h in reader.fieldnames or []}
-        if not {"path", "pid"} <= header:
-            raise DatasetError(f"{csv_file}: the first line must be the header `path,pid,camid` (or `path,pid`), "
-                               f"got {reader.fieldnames}")
-        has_cam = "camid" in header
-        images, listed = [], set()
-        for n, row in enumerate(reader, 2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            rel = Path(row["path"])
-            path = root / rel
-            if rel.is_absolute() or (has_split and (not rel.parts or rel.parts[0] not in CUSTOM_SPLITS)):
-                where = "start with train/, query/ or gallery/" if has_split else "be relative to it"
-                raise DatasetError(f"{csv_file} line {n}: path {row['path']!r} must {where} ({root})")
-            if not re.fullmatch(r"-?\d+", row["pid"]) or (has_cam and not row["camid"]):
-                raise UnparseableNameError(f"{csv_file} line {n}: pid {row['pid']!r} must be an integer"
-                                           f"{' and camid non-empty' if has_cam else ''}; fix the line")
-            if not path.is_file():
-                raise DatasetError(f"{csv_file} line {n}: {path} does not exist; fix the path or remove the line")
-            images.append(Labelled(str(path), split_of(path, root, has_split), int(row["pid"]),
-                                   row["camid"] if has_cam else None))
-            listed.add(path)
-    unlisted = [p for p, _ in paths if p not in listed]
-    if unlisted:
-        raise UnparseableNameError(f"{csv_file} does not list {len(unlisted)} image(s) under {root}, e.g. "
-                                   f"{unlisted[0]}; add a line for each or move them out of the folder")
-    return images
-
-
 def check_folder(root: str | Path, regex: str | None = None, csv: str | Path | None = None,
                  decode: bool = True) -> FolderCheck:
     """Label every image of a user's folder and (decode=True) try decoding each; nothing is raised for
@@ -284,22 +150,12 @@ def to_dataset(check: FolderCheck, test_fraction: float = 0.5, seed: int = 0,
     return split_pool(images, test_fraction, seed, name)
 
 
-def camids_of(images: list[Labelled]) -> list[int]:
-    """0-based camids: numbered labels, or one camera per image when the layout has none."""
-    if any(im.camera is None for im in images):
-        return list(range(len(images)))
-    index = number_cameras({im.camera for im in images})
-    return [index[im.camera] for im in images]
-
-
 def split_as_given(images: list[Labelled], name: str = "custom") -> ReidDataset:
-    records = [Record(im.path, im.pid, c) for im, c in zip(images, camids_of(images))]
-    splits = {s: [r for r, im in zip(records, images) if im.split == s] for s in CUSTOM_SPLITS}
-    ids = {s: len({r.pid for r in recs}) for s, recs in splits.items()}
-    if ids["train"] < MIN_TRAIN_IDS:
-        raise TooFewIdentitiesError(f"train/ holds {ids['train']} identity: training needs at least "
+    train_ids = len({im.pid for im in images if im.split == "train" and im.pid != -1})
+    if train_ids < MIN_TRAIN_IDS:
+        raise TooFewIdentitiesError(f"train/ holds {train_ids} identity: training needs at least "
                                     f"{MIN_TRAIN_IDS} (batch-hard mining compares identities); add identities")
-    return build_dataset(name, splits["train"], splits["query"], splits["gallery"])
+    return build_custom_dataset(images, name)
 
 
 def split_pool(images: list[Labelled], test_fraction: float = 0.5, seed: int = 0,

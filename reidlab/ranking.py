@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from reidlab.datasets import IMAGE_EXTENSIONS, check_image
-from reidlab.own_data import CorruptImageError, NoImagesError
+from reidlab.images import CorruptImageError, check_image, folder_images
 from reidlab.paths import resolve
 
 
@@ -38,15 +37,11 @@ class Ranking:
         return [(self.gallery[j], float(self.distances[i, j])) for j in order]
 
 
-def folder_images(folder: str | Path, role: str) -> list[Path]:
-    """The images of a folder (not its sub-folders), sorted; NoImagesError / CorruptImageError naming the fix."""
+def readable_images(folder: str | Path, role: str) -> list[Path]:
+    """The images of a folder (not its sub-folders), sorted, each decoded once; NoImagesError / CorruptImageError
+    naming the fix."""
     folder = resolve(folder)
-    if not folder.is_dir():
-        raise NoImagesError(f"--{role} {folder} is not a folder; pass a folder of image files")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not paths:
-        raise NoImagesError(f"--{role} {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}; sub-folders are "
-                            f"not searched); pass the folder that holds them")
+    paths = folder_images(folder, f"--{role} ")
     bad = [(p, e) for p in paths if (e := check_image(str(p)))]
     if bad:
         listed = "\n".join(f"  {p}: {e}" for p, e in bad[:10])
@@ -77,7 +72,7 @@ def rank_folders(source: str | Path, query_dir: str | Path, gallery_dir: str | P
 
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be >= 1")
-    query, gallery = folder_images(query_dir, "query"), folder_images(gallery_dir, "gallery")
+    query, gallery = readable_images(query_dir, "query"), readable_images(gallery_dir, "gallery")
     embed, metric = load_embedder(source, device)
     qf, gf = embed(query), embed(gallery)  # (Q, D), (G, D)
     # the features are normalised (or not) as the run's config says; compute_distance must not change that

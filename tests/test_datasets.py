@@ -348,6 +348,40 @@ def test_custom_bad_name_regex_and_missing(tmp_path):
         load_dataset("custom", tmp_path / "train", verbose=False)
 
 
+def test_custom_names_every_bad_file_at_once(tmp_path):
+    write_layout(tmp_path, {"train": ["0001_c1_a.jpg", "scan.jpg"], "query": ["0002_c1_q.jpg"],
+                            "gallery": ["holiday.jpg", "0002_c2_g.jpg"]})
+    with pytest.raises(DatasetError, match=r"(?s)^custom: .*2 of 5 images.*train/scan\.jpg.*gallery/holiday\.jpg"):
+        load_dataset("custom", tmp_path, verbose=False)
+
+
+def test_custom_needs_a_camera_for_every_image(tmp_path):
+    write_layout(tmp_path, {"train": ["a.jpg"], "query": ["q.jpg"], "gallery": ["g.jpg"]})
+    (tmp_path / "labels.csv").write_text("path,pid\ntrain/a.jpg,1\nquery/q.jpg,2\ngallery/g.jpg,2\n")
+    with pytest.raises(DatasetError, match="header `path,pid,camid`, got"):
+        load_dataset("custom", tmp_path, verbose=False)
+
+
+def test_custom_cameras_are_numbered_as_own_data_numbers_them(tmp_path):
+    """Mixed labels sort as strings (numeric order only when every label is an integer); junk is not counted."""
+    from reidlab.folder_labels import number_cameras
+    from reidlab.own_data import load_own_data
+
+    rows = [("train/a.jpg", 1, "2"), ("train/b.jpg", 3, "north"), ("train/j.jpg", -1, "attic"),
+            ("query/q.jpg", 2, "10"), ("gallery/g.jpg", 2, "2"), ("gallery/h.jpg", 2, "north")]
+    for rel, _, _ in rows:
+        write_image(tmp_path / rel)
+    (tmp_path / "labels.csv").write_text("path,pid,camid\n" + "".join(f"{r},{p},{c}\n" for r, p, c in rows))
+    ds = load_dataset("custom", tmp_path, verbose=False)
+    assert number_cameras(["2", "north", "10"]) == {"10": 0, "2": 1, "north": 2}
+    assert number_cameras(["2", "10"]) == {"2": 0, "10": 1}
+    assert number_cameras(["007", "7", "10"]) == {"007": 0, "7": 1, "10": 2}  # equal integers: an order all the same
+    camid = {"10": 0, "2": 1, "north": 2}
+    assert [r.camid for r in [*ds.train, *ds.query, *ds.gallery]] == [camid[c] for _, p, c in rows if p != -1]
+    ours, _ = load_own_data(tmp_path)
+    assert (ours.train, ours.query, ours.gallery) == (ds.train, ds.query, ds.gallery)
+
+
 # --- synthetic --------------------------------------------------------------------------------------------
 def test_synthetic_drawn_once_when_missing(tmp_path, monkeypatch):
     calls = []

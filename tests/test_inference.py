@@ -1,12 +1,16 @@
 """Inference on a saved run: same features as evaluation, ranking a folder, clear checkpoint errors."""
+import shutil
+
 import pytest
 import torch
 from PIL import Image
 
 from reidlab.datasets import load_dataset
 from reidlab.evaluate import extract_features
-from reidlab.inference import CheckpointMismatch, embed, load_run, rank_folder
+from reidlab.images import NoImagesError
+from reidlab.inference import CheckpointMismatch, embed, load_run
 from reidlab.loaders import build_test_loader
+from reidlab.ranking import rank_folders
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +28,23 @@ def test_embed_matches_evaluation_features(run, tiny_market):
     torch.testing.assert_close(one[0], ours[0], rtol=1e-5, atol=1e-5)
 
 
-def test_rank_folder_puts_the_image_itself_first(run, tiny_market):
+def test_rank_folders_puts_the_image_itself_first(run, tiny_market, tmp_path):
     gallery = tiny_market / "bounding_box_test"
-    query = sorted(gallery.iterdir())[5]
-    ranked = rank_folder(run, query, gallery, top_k=3, device="cpu")
-    assert ranked[0][0] == query and ranked[0][1] == pytest.approx(0, abs=1e-5)
+    image = sorted(gallery.iterdir())[5]
+    (tmp_path / "query").mkdir()
+    shutil.copy(image, tmp_path / "query" / image.name)
+    ranked = rank_folders(run, tmp_path / "query", gallery, top_k=3, device="cpu").top(0)
+    assert ranked[0][0] == image and ranked[0][1] == pytest.approx(0, abs=1e-5)
     assert [d for _, d in ranked] == sorted(d for _, d in ranked)
+
+
+def test_embed_of_a_folder_without_images_names_it(run, tmp_path):
+    model, cfg = load_run(run, device="cpu")
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(NoImagesError, match=r"holds no images \(\.jpg, .*\.webp; sub-folders are not searched\)"):
+        embed(model, cfg, tmp_path)
+    with pytest.raises(NoImagesError, match="is not a folder"):
+        embed(model, cfg, tmp_path / "missing")
 
 
 def test_mismatched_checkpoint_names_keys_and_shapes(run, tmp_path):

@@ -1,0 +1,56 @@
+"""What every dataset reader returns: `Record(path, pid, camid)` in a `ReidDataset`, built by `build_dataset`.
+
+The conventions are the authors' code's (bot_paper.md section 8): train pids relabelled 0..N-1 in the order of
+the original pids, junk (pid -1) dropped, distractors (pid 0) kept in the gallery, cameras 0-based, query /
+gallery keeping their original pids, records sorted by path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple
+
+
+class Record(NamedTuple):
+    path: str
+    pid: int
+    camid: int
+
+
+class DatasetError(ValueError):
+    """A dataset is missing, mis-laid, mis-named or corrupt; the message names the file or layout and the fix."""
+
+
+@dataclass(frozen=True)
+class ReidDataset:
+    name: str
+    train: list[Record]
+    query: list[Record]
+    gallery: list[Record]
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({r.pid for r in self.train})
+
+    @property
+    def num_train_cams(self) -> int:
+        return len({r.camid for r in self.train})
+
+    def summary(self) -> str:
+        parts = [f"{split} {len({r.pid for r in recs})} ids / {len(recs)} images / {len({r.camid for r in recs})} cams"
+                 for split, recs in (("train", self.train), ("query", self.query), ("gallery", self.gallery))]
+        return f"{self.name}: " + " | ".join(parts)
+
+
+def build_dataset(name: str, train: Iterable[Record], query: Iterable[Record],
+                  gallery: Iterable[Record]) -> ReidDataset:
+    """Drop junk (pid -1) everywhere, relabel train pids to 0..N-1 by sorted original pid, sort every split by path."""
+    train = [r for r in train if r.pid != -1]
+    query = sorted((r for r in query if r.pid != -1), key=lambda r: r.path)
+    gallery = sorted((r for r in gallery if r.pid != -1), key=lambda r: r.path)
+    label = {pid: i for i, pid in enumerate(sorted({r.pid for r in train}))}
+    train = sorted((r._replace(pid=label[r.pid]) for r in train), key=lambda r: r.path)
+    for split, recs in (("train", train), ("query", query), ("gallery", gallery)):
+        if not recs:
+            raise DatasetError(f"{name}: the {split} split has no images (after dropping junk, pid -1); "
+                               f"check that its folder holds the dataset's images")
+    return ReidDataset(name, train, query, gallery)
