@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -51,8 +51,8 @@ print(f"profile {pick_profile(profile, smoke)!r}, dataset {cfg.dataset!r}, devic
 #
 # The preset `baseline_s` is the paper's row: every trick off (`warmup`, `random_erasing`, `label_smoothing`,
 # `bnneck`, `center_loss` False, `last_stride` 2). Without a GPU and Market-1501 the notebook trains a small
-# version of it (the CPU profile: ImageNet MobileNetV2 at 64 x 32, 3 epochs with the same schedule shape and a
-# higher learning rate; `reidlab.config.CPU_PROFILE` says why).
+# version of it (the CPU profile: ImageNet MobileNetV2 at 64 x 32, 7 epochs with the same schedule shape and the
+# recipe's learning rate; `reidlab.config.CPU_PROFILE` says what else differs and why).
 # The fields where this run differs from the paper's recipe:
 
 # %%

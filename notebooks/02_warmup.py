@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -117,8 +117,9 @@ plot_run_losses(df["run_dir"].to_dict())
 # %% [markdown]
 # **Reading it.** The paper's gain is about one point, the size of run-to-run noise on Market-1501; a single
 # pair of short runs on a small synthetic test set can show it, hide it or reverse it. Warmup's purpose is to
-# protect *pretrained* weights from the first large steps: the CPU profile trains from scratch
-# (`pretrained=None`), where there is less to protect. Compare several seeds before drawing a conclusion.
+# protect *pretrained* weights from the first large steps; the CPU profile starts from ImageNet MobileNetV2 too,
+# but warms up over one epoch of seven. Over three paired seeds (`make demo`) the table gives the interval of
+# this change; one pair cannot.
 #
 # ## Questions / try it
 #

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -134,7 +134,7 @@ plot_run_losses(df["run_dir"].to_dict())
 
 # %% [markdown]
 # **Reading it.** REA is the paper's largest single gain among the first tricks, and it comes with many
-# epochs: a 12-epoch run has seen each image erased only about 6 times. Short runs from scratch may show a
+# epochs: a 7-epoch run has seen each image erased only about 3 or 4 times. Short runs may show a
 # smaller gain, or none; the synthetic people are also occluded only where the drawing puts a bag or a
 # second person, so there is less to learn from simulated occlusion than on Market-1501.
 #
