@@ -5,7 +5,9 @@ executor), `--runs` runs each (seeds 0..runs-1), `--epochs` epochs per run, into
   - before: `BEFORE` below: the DataLoader path (one worker decoding and augmenting image by image), NCHW, fp32,
     one training thread, rows one after another (`make demo` ran them so);
   - now: `reidlab.config.CPU_PROFILE` (the training set decoded once and resident in memory, channels_last, the
-    CPU's fastest precision for the backbone: reidlab.cpu), `--jobs` rows at once, one thread each.
+    CPU's fastest precision for the backbone: reidlab.cpu), `--jobs` rows at once, one thread each;
+  - now_same_batch: the same with the old profile's P x K (16 x 4), so the path's own gain shows apart from the
+    profile's smaller batch (8 x 4: more steps per epoch, a little slower per image).
 Figures, per side and round:
   - train images/s: the sum over the runs that overlap (all of them with --jobs N, one at a time before) of each
     run's own images/s in its last epoch (history.jsonl: past the first epoch's warm-up);
@@ -13,7 +15,7 @@ Figures, per side and round:
     model building and each run's evaluation included).
 The sides alternate for `--rounds` rounds; medians are compared (speedup = now / before, train images/s).
 
-    .venv/bin/python benchmarks/cpu_train_speed.py               # about 4 min on 2 cores
+    .venv/bin/python benchmarks/cpu_train_speed.py               # about 6 min on 2 cores
     .venv/bin/python benchmarks/cpu_train_speed.py --quick       # a smoke run: one round, one epoch
 
 Writes results/benchmarks/cpu_train_speed.json and .md.
@@ -37,8 +39,9 @@ from reidlab.ablate import run_grid
 from reidlab.config import CPU_PROFILE
 from reidlab.paths import RESULTS_ROOT
 
-# the CPU profile before issue 17 (what make demo trained, one row at a time), but for its lr: speed only here
-BEFORE = dict(data_path="loader", num_workers=1, channels_last=False, amp="none", cpu_threads=1)
+# the CPU profile before issue 17 (what make demo trained, one row at a time), but for its lr and epochs: speed
+# only here. Its batch was 16 x 4; the profile's is 8 x 4 (more steps for the same images, a little slower per image)
+BEFORE = dict(data_path="loader", num_workers=1, channels_last=False, amp="none", cpu_threads=1, P=16, K=4)
 
 
 def parse_args(argv=None):
@@ -55,7 +58,7 @@ def parse_args(argv=None):
 
 def side(name: str, sets: dict, args, root: Path) -> dict:
     """One batch of runs; returns its figures."""
-    jobs = args.jobs if name == "now" else 1
+    jobs = 1 if name == "before" else args.jobs
     out = root / f"{name}_{time.perf_counter_ns()}"
     sets = {**sets, "epochs": args.epochs, "warmup_epochs": 1, "milestones": [args.epochs + 1]}
     started = time.perf_counter()
@@ -80,24 +83,28 @@ def main(argv=None) -> int:
     if args.quick:
         args.rounds, args.epochs = 1, 1
     now_sets = {k: v for k, v in CPU_PROFILE.items() if k in ("data_path", "channels_last", "amp", "cpu_threads",
-                                                                "num_workers")}
+                                                                "num_workers", "P", "K")}
+    same_batch = {**now_sets, "P": BEFORE["P"], "K": BEFORE["K"]}  # the path alone: the old profile's batch
     print(f"before: {BEFORE}, one run at a time\nnow:    {now_sets}, {args.jobs} runs at once", flush=True)
     rounds = []
     with tempfile.TemporaryDirectory(prefix="cpu_train_speed_") as tmp:
         for r in range(args.rounds):
-            for name, sets in (("before", BEFORE), ("now", now_sets)):
+            for name, sets in (("before", BEFORE), ("now", now_sets), ("now_same_batch", same_batch)):
                 figures = side(name, sets, args, Path(tmp))
                 rounds.append({"round": r, **figures})
                 print(f"round {r} {name:>6}: train {figures['train_images_per_s']:7.1f} images/s "
                       f"(last epochs {figures['per_run_last_epoch']}), whole batch {figures['batch_images_per_s']:6.1f} "
                       f"images/s, {figures['wall_s']:.0f} s, load {figures['load']:.1f}", flush=True)
     median = {name: {k: statistics.median(r[k] for r in rounds if r["side"] == name)
-                     for k in ("train_images_per_s", "batch_images_per_s")} for name in ("before", "now")}
+                     for k in ("train_images_per_s", "batch_images_per_s")}
+              for name in ("before", "now", "now_same_batch")}
     speedup = median["now"]["train_images_per_s"] / median["before"]["train_images_per_s"]
+    same_batch_speedup = median["now_same_batch"]["train_images_per_s"] / median["before"]["train_images_per_s"]
     batch_speedup = median["now"]["batch_images_per_s"] / median["before"]["batch_images_per_s"]
     command = "python benchmarks/cpu_train_speed.py " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None
                                                                         else argv))
     record = {"command": command.strip(), "speedup": round(speedup, 2), "batch_speedup": round(batch_speedup, 2),
+              "same_batch_speedup": round(same_batch_speedup, 2),
               "median": median, "rounds": rounds, "before": BEFORE, "now": now_sets, "row": args.row,
               "epochs": args.epochs, "runs": args.runs, "jobs": args.jobs,
               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -116,7 +123,8 @@ def main(argv=None) -> int:
               f"{' / '.join(map(str, r['per_run_last_epoch']))} | {r['batch_images_per_s']} | {r['wall_s']} | "
               f"{r['load']:.1f} |" for r in rounds]
     lines += ["", f"**Speedup (medians, train images/s): {speedup:.2f}x**; whole batch (start-up and evaluation "
-                  f"included): {batch_speedup:.2f}x", "",
+                  f"included): {batch_speedup:.2f}x; the new path with the old profile's batch "
+                  f"({BEFORE['P']} x {BEFORE['K']}, now_same_batch): {same_batch_speedup:.2f}x", "",
               f"before: {BEFORE}, rows one at a time; now: {now_sets}, {args.jobs} rows at once"]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-4:]))
