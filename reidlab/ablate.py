@@ -28,6 +28,7 @@ from reidlab.config import (CPU_PROFILE, FIELD_NAMES, PRESETS, SMOKE_PROFILE, Co
                             parse_sets, with_cpu_precision)
 from reidlab.grids import UNTRAINED, build_grid
 from reidlab.paths import DATA_ROOT, REPO_ROOT, resolve
+from reidlab.records import keep_train_identities
 
 EXPERIMENT = REPO_ROOT / "notebooks" / "experiment.ipynb"
 PROFILES = ("auto", "cpu", "full", "smoke")
@@ -116,7 +117,8 @@ def evaluate_untrained(cfg: Config, out_dir: str | Path) -> dict:
     cfg = cfg.replace(pretrained=None)
     cfg.save(out_dir / "config.json")
     device = pick_device(cfg.device)
-    dataset = load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=cfg.progress)
+    dataset = keep_train_identities(load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset,
+                                                 verbose=cfg.progress), cfg.train_ids)
     seed_epoch(cfg.seed, 0)  # the same initial weights fit would start from
     model = build_model(cfg, dataset.num_train_pids).to(device).eval()
     metrics = evaluate_split(model, cfg, dataset, device)
@@ -355,7 +357,7 @@ def check_datasets(runs: list[Run]) -> None:
                                             verbose=False).num_train_pids
             except DatasetError as e:
                 raise GridError(f"grid {run.grid}, run {run.name}: {e}") from None
-        n = num_ids[key]
+        n = min(num_ids[key], cfg.train_ids or num_ids[key])
         if run.kind != UNTRAINED and cfg.P > n:
             raise GridError(f"grid {run.grid}, run {run.name}: P={cfg.P} identities per batch, but dataset "
                             f"{cfg.dataset} has only {n} training identities; lower P to at most {n} (in the grid, "

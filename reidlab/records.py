@@ -6,8 +6,10 @@ gallery keeping their original pids, records sorted by path.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, NamedTuple
+
+import numpy as np
 
 
 class Record(NamedTuple):
@@ -54,3 +56,20 @@ def build_dataset(name: str, train: Iterable[Record], query: Iterable[Record],
             raise DatasetError(f"{name}: the {split} split has no images (after dropping junk, pid -1); "
                                f"check that its folder holds the dataset's images")
     return ReidDataset(name, train, query, gallery)
+
+
+def keep_train_identities(dataset: ReidDataset, n: int, seed: int = 0) -> ReidDataset:
+    """The dataset with only `n` of its training identities (0, or n >= their number: all of them), relabelled
+    0..n-1 in their original order; query and gallery untouched, so the metrics keep the dataset's protocol.
+
+    Which identities: the first n of a permutation of the training labels drawn from a fixed seed, so the subset of
+    a given copy of a dataset is the same on every machine (a documented subset, not a sample per run)."""
+    total = dataset.num_train_pids
+    if n < 0:
+        raise ValueError(f"train_ids={n} must be >= 0 (0: every training identity)")
+    if n == 0 or n >= total:
+        return dataset
+    kept = sorted(np.random.default_rng([seed, 1501]).permutation(total)[:n].tolist())
+    label = {pid: i for i, pid in enumerate(kept)}
+    train = [r._replace(pid=label[r.pid]) for r in dataset.train if r.pid in label]
+    return replace(dataset, name=f"{dataset.name} ({n} of {total} training identities)", train=train)

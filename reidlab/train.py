@@ -25,6 +25,7 @@ from reidlab.config import Config, changed_fields
 from reidlab.graph_step import graph_step
 from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
 from reidlab.paths import resolve
+from reidlab.records import keep_train_identities
 from reidlab.schedule import build_optimizer, lr_at, set_lr
 
 
@@ -177,6 +178,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         cfg.save(out_dir / "config.json")
     device = torch.device("cuda", local_rank) if world > 1 and torch.cuda.is_available() else pick_device(cfg.device)
     dataset = dataset or load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=cfg.progress)
+    dataset = keep_train_identities(dataset, cfg.train_ids)  # all of them unless the config names a subset
 
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
