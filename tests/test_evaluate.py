@@ -5,6 +5,8 @@ precision list built element by element); benchmarks/eval_speed.py times it agai
 """
 import numpy as np
 import pytest
+
+from reidlab.collapse import feature_spread
 import torch
 
 from reidlab.evaluate import compute_distance, evaluate_model, evaluate_ranking, extract_features
@@ -229,5 +231,7 @@ def test_evaluate_model_plain_and_reranked():
     plain = evaluate_ranking(compute_distance(feats, feats), pids, pids, camids, camids)
     assert metrics["mAP"] == pytest.approx(plain.metrics()["mAP"])
     np.testing.assert_array_equal(result.ranked, plain.ranked)
-    assert {"rank1", "rank5", "rank10", "mAP", "mINP", "rerank_rank1", "rerank_mAP", "rerank_mINP"} == set(metrics)
+    assert {"rank1", "rank5", "rank10", "mAP", "mINP", "rerank_rank1", "rerank_mAP", "rerank_mINP",
+            "feature_spread"} == set(metrics)
     assert all(0 <= v <= 100 for v in metrics.values())
+    assert metrics["feature_spread"] == pytest.approx(feature_spread(feats))  # collapse's sign, on these features
