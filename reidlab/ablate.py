@@ -15,7 +15,6 @@ on; --force reruns.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import shutil
 import sys
@@ -24,14 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reidlab.config import (CPU_PROFILE, FIELD_NAMES, PRESETS, SMOKE_PROFILE, Config, changed_fields, check_keys,
-                            parse_sets, with_cpu_precision)
+from reidlab.config import FIELD_NAMES, Config, changed_fields, check_keys, parse_sets, suggest
 from reidlab.grids import UNTRAINED, build_grid
-from reidlab.paths import DATA_ROOT, REPO_ROOT, resolve
+from reidlab.paths import REPO_ROOT, resolve
+from reidlab.profiles import PROFILES, for_profile, profile_values, resolve_profile
 from reidlab.records import keep_train_identities
 
 EXPERIMENT = REPO_ROOT / "notebooks" / "experiment.ipynb"
-PROFILES = ("auto", "cpu", "full", "smoke")
 KERNEL = "python3"
 # the kernel's own log would bury the progress bar: a warning per start about its local TCP sockets, and an
 # "ERROR | KeyboardInterrupt caught in kernel" line when papermill stops a kernel it has finished with
@@ -44,49 +42,15 @@ class GridError(ValueError):
     """A grid that cannot run as given (unknown key, bad value); raised before any run starts."""
 
 
-# --- one run's config: the notebook and the batch runner build it the same way ---------------------------
-
-def resolve_profile(profile: str, dataset: str = "") -> str:
-    """The profile to run: "auto" is "full" when CUDA is available and the dataset (default: Market-1501 when
-    prepared) is a real one prepared under data/, else "cpu" (the synthetic set on a GPU also gets "cpu")."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not valid; allowed values: {', '.join(map(repr, PROFILES))}")
-    if profile != "auto":
-        return profile
-    import torch
-    from reidlab.notebook import default_dataset
-    name = dataset or default_dataset()
-    prepared = not name.startswith("synthetic") and (DATA_ROOT / name).exists()
-    return "full" if torch.cuda.is_available() and prepared else "cpu"
-
-
-def profile_values(profile: str) -> dict:
-    """The Config fields a (resolved) profile sets; "full" sets none (the paper's recipe)."""
-    return {"cpu": CPU_PROFILE, "smoke": SMOKE_PROFILE, "full": {}}[resolve_profile(profile)]
-
+# --- one run's config: reidlab.profiles.for_profile, the one builder (the notebooks and `train` call it too) ----
 
 def build_config(preset: str, profile: str = "auto", overrides: dict | None = None, smoke: bool = False,
                  dataset: str = "", device: str = "auto") -> Config:
-    """PRESETS[preset], then the profile's fields (smoke=True: the smoke profile), then `overrides`.
-
-    dataset "" means: the smoke profile's tiny set under smoke, else reidlab.notebook.default_dataset()
-    (Market-1501 when prepared, else the synthetic set); a non-empty dataset wins over the profile's.
-    """
-    from reidlab.notebook import default_dataset
-
-    if preset not in PRESETS:
-        near = difflib.get_close_matches(preset, PRESETS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"unknown preset {preset!r}{hint} Presets: {', '.join(PRESETS)}")
+    """profiles.for_profile with the overrides as a dict (what the experiment notebook's parameters hold); a
+    dataset or device among them wins over the argument, as any override does."""
     overrides = dict(overrides or {})
-    check_keys(overrides)
-    profile = "smoke" if smoke else resolve_profile(profile, dataset)
-    values = dict(profile_values(profile))
-    values["dataset"] = dataset or (values["dataset"] if profile == "smoke" else default_dataset())
-    if device != "auto":
-        values["device"] = device
-    cfg = PRESETS[preset].replace(**values).replace(**overrides)
-    return with_cpu_precision(cfg, overrides) if profile == "cpu" else cfg
+    check_keys(overrides)  # a key that is no Config field ("smoke") is a ValueError naming the nearest one
+    return for_profile(preset, profile, smoke=smoke, **{"dataset": dataset, "device": device, **overrides})
 
 
 # --- evaluation without the training loop -----------------------------------------------------------------
@@ -249,14 +213,12 @@ def split_parameters(grid: str, spec: dict, declared: tuple[str, ...]) -> dict:
         elif key in FIELD_NAMES:
             overrides[key] = value
         else:
-            near = difflib.get_close_matches(key, declared + FIELD_NAMES, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise GridError(f"grid {grid}, run {spec['name']}: unknown parameter {key!r}{hint}")
+            raise GridError(f"grid {grid}, run {spec['name']}: unknown parameter {key!r}"
+                            f"{suggest(key, declared + FIELD_NAMES)}")
     for key in overrides:
         if key not in FIELD_NAMES:
-            near = difflib.get_close_matches(key, FIELD_NAMES, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise GridError(f"grid {grid}, run {spec['name']}: unknown config key {key!r} in overrides{hint}")
+            raise GridError(f"grid {grid}, run {spec['name']}: unknown config key {key!r} in overrides"
+                            f"{suggest(key, FIELD_NAMES)}")
     params["overrides"] = overrides
     return params
 

@@ -174,14 +174,19 @@ class Config:
 FIELD_NAMES = tuple(f.name for f in fields(Config))
 
 
+def suggest(name: Any, valid) -> str:
+    """The "did you mean" hint for a name not in `valid`: "; did you mean 'label_smoothing'?" naming the nearest
+    valid name, or "" when none is near. Every "unknown ..." message builds its hint here."""
+    near = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
 def check_keys(values: dict[str, Any], valid: tuple[str, ...] = FIELD_NAMES) -> None:
     """Raise ValueError for an unknown key, naming the nearest valid one (`lable_smoothing`)."""
     for key in values:
         if key not in valid:
-            near = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
+            hint = suggest(key, valid) or f"; valid keys: {', '.join(valid)}"
             raise ValueError(f"unknown config key {key!r}{hint}")
-
 
 
 def changed_fields(saved: dict[str, Any], wanted: dict[str, Any], ignored=()) -> list[str]:

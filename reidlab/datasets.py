@@ -7,7 +7,6 @@ sorted by path. A custom folder is labelled by reidlab.folder_labels, the reader
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -19,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable
 
+from reidlab.config import suggest
 from reidlab.folder_labels import CUSTOM_SPLITS, MARKET_NAME, Labelled, camids_of, read_labels
 from reidlab.images import check_image, list_images
 from reidlab.paths import DATA_ROOT, resolve
@@ -312,9 +312,7 @@ READERS: dict[str, Callable[..., ReidDataset]] = {
 def load_dataset(name: str, root: str | Path | None = None, verbose: bool = True, **options) -> ReidDataset:
     """Read a dataset; root defaults to data/<name>. verbose prints its one-line summary."""
     if name not in READERS:
-        near = difflib.get_close_matches(name, READERS, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise DatasetError(f"unknown dataset {name!r}{hint}; valid names: {', '.join(READERS)}")
+        raise DatasetError(f"unknown dataset {name!r}{suggest(name, READERS)} Valid names: {', '.join(READERS)}")
     reader = READERS[name]
     params = inspect.signature(reader).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):

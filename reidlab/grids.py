@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reidlab.config import PRESETS, TABLE1
+from reidlab.config import PRESETS, TABLE1, suggest
 
 # each named grid, the paper's table it reproduces (results/paper/<table>.csv)
 PAPER_TABLES = {
@@ -178,10 +178,8 @@ def build_grid(grid: str, dataset: str = "", test_dataset: str = "", profile_val
             raise FileNotFoundError(f"grid file {grid} not found")
         name, runs = read_grid_file(grid)
     else:
-        import difflib
-        near = difflib.get_close_matches(grid, GRIDS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"unknown grid {grid!r}{hint} Named grids: {', '.join(GRIDS)}; or pass a YAML file")
+        raise ValueError(f"unknown grid {grid!r}{suggest(grid, GRIDS)} Named grids: {', '.join(GRIDS)}; "
+                         "or pass a YAML file")
     names = [r["name"] for r in runs]
     for n in names:
         if not n or "/" in n or "\\" in n or n.startswith("."):
@@ -191,9 +189,7 @@ def build_grid(grid: str, dataset: str = "", test_dataset: str = "", profile_val
         raise ValueError(f"grid {name}: run names must be unique, {', '.join(dupes)} repeat")
     for r in runs:
         if r.get("preset", "bot") not in PRESETS:
-            import difflib
-            near = difflib.get_close_matches(str(r.get("preset")), PRESETS, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"grid {name}, run {r['name']}: unknown preset {r.get('preset')!r}{hint} "
+            raise ValueError(f"grid {name}, run {r['name']}: unknown preset {r.get('preset')!r}"
+                             f"{suggest(r.get('preset'), PRESETS)} "
                              f"Presets: {', '.join(PRESETS)}")
     return name, runs

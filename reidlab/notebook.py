@@ -1,7 +1,6 @@
 """Small helpers for the notebooks: show package code, pick the dataset, find paths from the repo root."""
 from __future__ import annotations
 
-import difflib
 import hashlib
 import inspect
 import json
@@ -11,7 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from reidlab.paths import DATA_ROOT, resolve
+from reidlab.paths import resolve
+from reidlab.profiles import (PROFILES, default_dataset, ensure_warm_epochs, for_profile,  # noqa: F401 (notebooks')
+                              resolve_profile, warm_epochs)
 
 
 def enable_figure_display() -> None:
@@ -47,14 +48,8 @@ def show(obj) -> None:
         print(source)
 
 
-def default_dataset() -> str:
-    """Market-1501 when `data_scripts/prepare_market1501.py` has put it under data/, else the synthetic set."""
-    return "market1501" if (DATA_ROOT / "market1501").exists() else "synthetic"
+# --- choosing a profile and training runs for the notebooks: reidlab.profiles builds every run's Config ------
 
-
-# --- choosing a profile and training runs for the notebooks ------------------------------------------
-
-PROFILES = ("auto", "full", "cpu", "smoke")
 # fields that change how a run is executed, not what it computes: ignored when looking for a finished run
 EXECUTION_FIELDS = ("progress", "num_workers", "device")
 REUSED_FILES = ("config.json", "history.jsonl", "iterations.jsonl", "metrics.json")
@@ -62,18 +57,8 @@ REUSED_FILES = ("config.json", "history.jsonl", "iterations.jsonl", "metrics.jso
 
 def pick_profile(profile: str = "auto", smoke: bool = False, real_data: bool | None = None) -> str:
     """"smoke" when smoke, else `profile`; "auto" is "full" with a CUDA GPU and real data (by default: Market-1501
-    prepared), else "cpu"."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not valid; allowed values: {', '.join(map(repr, PROFILES))}")
-    if smoke:
-        return "smoke"
-    if profile != "auto":
-        return profile
-    import torch
-
-    if real_data is None:
-        real_data = default_dataset() == "market1501"
-    return "full" if torch.cuda.is_available() and real_data else "cpu"
+    prepared), else "cpu" (profiles.resolve_profile)."""
+    return resolve_profile(profile, smoke=smoke, real_data=real_data)
 
 
 def run_config(preset, profile: str = "auto", dataset: str = "", device: str = "auto", smoke: bool = False,
@@ -83,44 +68,9 @@ def run_config(preset, profile: str = "auto", dataset: str = "", device: str = "
     Profiles: "full" the recipe as the preset says (ResNet-50, 256x128, 120 epochs, ImageNet weights);
     "cpu" with config.CPU_PROFILE; "smoke" with config.SMOKE_PROFILE; "auto" see pick_profile.
     dataset "" means the profile's: "synthetic_small" for smoke, else default_dataset().
+    The one builder, profiles.for_profile, which `reidlab train` and reidlab.ablate call too.
     """
-    from reidlab.config import CPU_PROFILE, PRESETS, SMOKE_PROFILE, Config, with_cpu_precision
-
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            near = difflib.get_close_matches(preset, PRESETS, n=1)
-            hint = f"did you mean {near[0]!r}?" if near else f"presets: {', '.join(PRESETS)}"
-            raise ValueError(f"unknown preset {preset!r}; {hint}")
-        cfg = PRESETS[preset]
-    elif isinstance(preset, Config):
-        cfg = preset
-    else:
-        raise TypeError(f"preset must be a preset name or a Config, got {type(preset).__name__}")
-    chosen = pick_profile(profile, smoke)
-    cfg = ensure_warm_epochs(cfg.replace(**{"cpu": CPU_PROFILE, "smoke": SMOKE_PROFILE}.get(chosen, {})))
-    dataset = dataset or (SMOKE_PROFILE["dataset"] if chosen == "smoke" else default_dataset())
-    cfg = cfg.replace(dataset=dataset, device=device, **overrides)
-    return with_cpu_precision(cfg, overrides) if chosen == "cpu" else cfg
-
-
-def warm_epochs(cfg) -> list[int]:
-    """The epochs whose learning rate warmup lowers (epoch k is warm when k < warmup_epochs)."""
-    from reidlab.schedule import lr_at
-
-    plain = cfg.replace(warmup=False)
-    return [k for k in range(1, cfg.epochs + 1) if lr_at(k, cfg) < lr_at(k, plain)]
-
-
-def ensure_warm_epochs(cfg):
-    """A config with warmup whose schedule leaves no warm epoch gets warmup_epochs = max(2, first milestone - 1).
-
-    A short profile scales E_w = 10 of 120 epochs down to 1, and with the authors' rule (warm while k < E_w)
-    that turns warmup off; the notebooks need it visible. Configs without warmup are returned unchanged.
-    """
-    if not cfg.warmup or warm_epochs(cfg):
-        return cfg
-    first = cfg.milestones[0] if cfg.milestones else cfg.epochs
-    return cfg.replace(warmup_epochs=max(2, min(first, cfg.epochs) - 1))
+    return for_profile(preset, profile, dataset=dataset, device=device, smoke=smoke, **overrides)
 
 
 def describe_changes(cfg, reference) -> pd.DataFrame:
