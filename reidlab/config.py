@@ -269,8 +269,8 @@ CPU_PROFILE = dict(dataset="synthetic", backbone="mobilenet_v2", pretrained="ima
                    padding=3, P=8, K=4, epochs=7, warmup_epochs=2, milestones=(6,), base_lr=3.5e-4,
                    num_workers=1, cpu_threads=1, checkpoint_every=2, data_path="resident", channels_last=True)
 
-# Seconds, not minutes: every notebook and grid runs end to end in smoke mode for the tests. One loader worker,
-# as in the CPU profile, so the tests meet the worker processes the notebooks meet at their defaults.
+# Seconds, not minutes: every notebook and grid runs end to end in smoke mode for the tests, on the CPU profile's
+# path (resident data, channels_last), as the notebooks run at their defaults.
 SMOKE_PROFILE = dict(CPU_PROFILE, dataset="synthetic_small", image_size=(64, 32), P=4, K=2, epochs=2,
                      warmup_epochs=2, milestones=(2,), checkpoint_every=1, num_workers=1)
 

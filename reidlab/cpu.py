@@ -1,6 +1,7 @@
 """What pays on the CPU at hand: the precision that trains a backbone fastest here.
 
-Measured on a Sapphire Rapids core (torch 2.14, one thread, P x K = 16 x 4, training step images/s; issue 17):
+As issue 17 reported them (torch 2.14, a Sapphire Rapids core, one thread, P x K = 16 x 4, training step
+images/s; not rerun by a script here: `benchmarks/cpu_train_speed.py` measures the profile's own path):
 
 | model, input | fp32 | fp32 + channels_last | bf16 autocast | bf16 + channels_last |
 |---|---|---|---|---|

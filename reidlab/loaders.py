@@ -1,35 +1,21 @@
 """Dataset and DataLoaders for the CPU path: decode JPEGs in worker processes, batch P x K identities.
 
-The GPU-resident fast path (reidlab/gpu_data.py) yields the same batches `(images, pids, camids)`;
+The resident fast path (data_path="resident", GPU or CPU: reidlab/gpu_data.py) yields the same batches `(images, pids, camids)`;
 both decode files with `read_image`.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from reidlab.records import DatasetError, Record
 from reidlab.sampler import RandomIdentitySampler
 from reidlab.transforms import build_test_transform, build_train_transform
-
-try:
-    from reidlab.datasets import DatasetError, Record
-except ModuleNotFoundError as e:  # reidlab.datasets not written yet: the same names
-    if e.name != "reidlab.datasets":
-        raise
-
-    class Record(NamedTuple):
-        path: str
-        pid: int
-        camid: int
-
-    class DatasetError(ValueError):
-        pass
 
 
 class ImageReadError(DatasetError, OSError):
