@@ -43,6 +43,11 @@ SETTINGS = {
     "p8": dict(image_size=[64, 32], padding=3, P=8, K=4, epochs=10, warmup_epochs=2, milestones=[9], base_lr=3.5e-4),
     "i128": dict(image_size=[128, 64], padding=5, P=16, K=4, epochs=10, warmup_epochs=2, milestones=[7],
                  base_lr=5e-4),
+    # the second call's candidates, after the first: 96 x 48 and a higher rate looked best
+    "s96lr1e3": dict(image_size=[96, 48], padding=5, P=16, K=4, epochs=6, warmup_epochs=2, milestones=[5],
+                     base_lr=1e-3),
+    "lr1e3e8": dict(image_size=[64, 32], padding=3, P=16, K=4, epochs=8, warmup_epochs=2, milestones=[7],
+                    base_lr=1e-3),
 }
 CHAIN = ["warmup", "random_erasing", "label_smoothing", "last_stride", "bnneck"]
 # (setting, rows, seeds) in the order runs start
@@ -61,6 +66,11 @@ PLAN = [
     ("e20", ["baseline_s", "bot"], [1]),
     ("lr1e3", CHAIN, [0]),
 ]
+PLAN2 = [
+    ("s96", ["baseline_s", "bot"], [1, 2]),
+    ("s96lr1e3", ["baseline_s", "bot"], [0, 1, 2]),
+    ("lr1e3e8", ["baseline_s", "bot"], [0, 1, 2]),
+]
 SMOKE_PLAN = [("smoke", ["baseline_s", "bot"], [0, 1])]
 SMOKE_SETTINGS = {"smoke": dict(dataset="synthetic_small", epochs=2, milestones=[2])}
 
@@ -73,12 +83,14 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, default=500, help="seconds from the start until every run is stopped")
     p.add_argument("--start-until", type=float, default=150,
                    help="start no run later than this many seconds before the budget ends")
-    p.add_argument("--grid", choices=("market", "smoke"), default="market")
+    p.add_argument("--grid", choices=("market", "market2", "smoke"), default="market",
+                   help="market: the first call's plan; market2: the second's; smoke: a dry run")
     return p.parse_args(argv)
 
 
 def jobs(grid: str) -> list[dict]:
-    plan, settings = (SMOKE_PLAN, SMOKE_SETTINGS) if grid == "smoke" else (PLAN, SETTINGS)
+    plan, settings = {"smoke": (SMOKE_PLAN, SMOKE_SETTINGS), "market": (PLAN, SETTINGS),
+                      "market2": (PLAN2, SETTINGS)}[grid]
     out, seen = [], set()
     for setting, rows, seeds in plan:
         for seed in seeds:
@@ -92,7 +104,7 @@ def jobs(grid: str) -> list[dict]:
 
 def command(job: dict, runs: Path, grid: str) -> list[str]:
     sets = {"progress": False, "seed": job["seed"], "checkpoint_every": 1000, **job["changes"]}
-    if grid == "market":
+    if grid != "smoke":
         sets["dataset"] = "market1501"
     pairs = [f"{k}={json.dumps(v)}" for k, v in sets.items()]
     return [sys.executable, "-m", "reidlab", "train", "--preset", job["row"], "--profile", "cpu", "--set", *pairs,
