@@ -240,7 +240,7 @@ def plan_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = 
     profile = resolve_profile(profile, dataset)
     try:
         name, specs = build_grid(grid, dataset=dataset, test_dataset=test_dataset,
-                                 profile_values=profile_values(profile))
+                                 profile_values=profile_values(profile, dataset))
     except (ValueError, FileNotFoundError) as e:
         raise GridError(str(e)) from None
     declared = notebook_parameters(notebook)
@@ -268,7 +268,8 @@ def plan_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = 
                 raise GridError(f"grid {name}, run {spec['name']}: {e}") from None
             run_name = spec["name"] if seed == 0 else f"{spec['name']}_seed{seed}"
             runs.append(Run(name, run_name, spec["name"], cfg.seed, spec.get("kind", "notebook"), p, cfg))
-    return runs
+    # seed by seed (every row of seed 0, then of seed 1, ...): a chain cut short still pairs its rows
+    return sorted(runs, key=lambda run: run.seed)
 
 
 def saved_config(folder: Path) -> dict:

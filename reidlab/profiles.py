@@ -6,7 +6,7 @@ the same Config whichever of them asks. Light at import: torch and the schedule 
 """
 from __future__ import annotations
 
-from reidlab.config import CPU_PROFILE, PRESETS, SMOKE_PROFILE, Config, check_keys, suggest, with_cpu_precision
+from reidlab.config import CPU_PROFILE, CPU_PROFILES, PRESETS, SMOKE_PROFILE, Config, check_keys, suggest, with_cpu_precision
 from reidlab.paths import DATA_ROOT
 
 # "auto": "full" with CUDA and a real prepared dataset, else "cpu"; "full": the paper's recipe as the preset says;
@@ -38,9 +38,15 @@ def resolve_profile(profile: str = "auto", dataset: str = "", smoke: bool = Fals
     return "full" if torch.cuda.is_available() and real_data else "cpu"
 
 
-def profile_values(profile: str) -> dict:
-    """The Config fields a profile sets ("auto" resolved first); "full" sets none (the paper's recipe)."""
-    return {"cpu": CPU_PROFILE, "smoke": SMOKE_PROFILE, "full": {}}[resolve_profile(profile)]
+def profile_values(profile: str, dataset: str = "") -> dict:
+    """The Config fields a profile sets on `dataset` ("auto" resolved first); "full" sets none (the paper's recipe).
+
+    "cpu" is the dataset's own CPU profile where it has one (config.CPU_PROFILES: Market-1501), else CPU_PROFILE;
+    `dataset` "" means default_dataset(). The profile's own "dataset" field is the one it was chosen on."""
+    chosen = resolve_profile(profile, dataset)
+    if chosen == "cpu":
+        return CPU_PROFILES.get(dataset or default_dataset(), CPU_PROFILE)
+    return {"smoke": SMOKE_PROFILE, "full": {}}[chosen]
 
 
 def warm_epochs(cfg: Config) -> list[int]:
@@ -88,7 +94,7 @@ def for_profile(preset: str | Config, profile: str = "auto", /, dataset: str = "
     check_keys(overrides)
     cfg = preset_config(preset)
     chosen = resolve_profile(profile, dataset, smoke)
-    values = dict(profile_values(chosen))
+    values = dict(profile_values(chosen, dataset))
     values["dataset"] = dataset or (values["dataset"] if chosen == "smoke" else default_dataset())
     values["device"] = device
     cfg = ensure_warm_epochs(cfg.replace(**values)).replace(**overrides)
