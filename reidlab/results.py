@@ -342,16 +342,22 @@ def trick_verdicts(table: pd.DataFrame) -> list[str]:
 
 
 def write_table(table: pd.DataFrame, grid: str, dataset: str, tables: str | Path = "results/tables",
-                figures: str | Path = "results/figures") -> list[Path]:
-    """Write <grid>_<dataset>.csv and .md to `tables` and the bar chart <grid>_<dataset>.png/.pdf to `figures`."""
+                figures: str | Path = "results/figures", name: str = "", header: str = "") -> list[Path]:
+    """Write <name>.csv and .md to `tables` and the bar chart <name>.png/.pdf to `figures`; `name` defaults to
+    <grid>_<dataset>. `header` (Markdown: how the table was made) goes between the title and the table, and the
+    Markdown ends with the verdict per trick for a cumulative grid."""
     from reidlab.viz import plot_trick_bars, savefig
 
     tables = resolve(tables)
     tables.mkdir(parents=True, exist_ok=True)
-    stem = f"{grid}_{dataset}"
+    stem = name or f"{grid}_{dataset}"
     paths = [tables / f"{stem}.csv", tables / f"{stem}.md"]
     table.to_csv(paths[0], index=False, float_format="%.4g")
-    paths[1].write_text(f"# {grid} on {dataset}\n\n{format_table(table)}\n")
+    verdicts = trick_verdicts(table)
+    said = ("\n\nWhat each trick did here (mAP change vs the row above, 95 % interval over paired seeds):\n\n```\n"
+            + "\n".join(verdicts) + "\n```") if verdicts else ""
+    paths[1].write_text(f"# {grid} on {dataset}\n\n{header + chr(10) * 2 if header else ''}{format_table(table)}"
+                        f"{said}\n")
     if {"ours_rank1", "ours_mAP"} <= set(table.columns):
         bars = table.copy()
         for col in ("paper_rank1", "paper_mAP"):
