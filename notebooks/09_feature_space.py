@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -39,6 +39,7 @@ runs_dir: str = ""  # "": <out_dir>/../runs, shared with notebooks 05-10 so a ro
 curve_epochs: int = 2  # epochs of each loss-curve run (TMM Fig. 7 plots the first 500 iterations)
 log_iterations: int = 500  # iterations logged per loss-curve run (at most what curve_epochs gives)
 toy_steps: int = 800  # training steps of each 2-D toy model (a few seconds each)
+claim_seeds: int = 3  # seeds 0..N-1 of the loss-curve runs: the claims below are checked over them
 
 # %%
 import json
@@ -57,7 +58,8 @@ from reidlab.evaluate import extract_features
 from reidlab.inference import load_run
 from reidlab.loaders import build_test_loader
 from reidlab.model import ReidModel
-from reidlab.notebook import find_finished_run, pick_profile, run_config, show, train_runs, trained_dir
+from reidlab.notebook import (find_finished_run, paired_claim, pick_profile, run_config, show, train_runs,
+                              trained_dir)
 from reidlab.paths import resolve
 from reidlab.train import compute_losses
 from reidlab.viz import (PAPER_NORM_MEANS, plot_angle_vs_distance, plot_embeddings_2d, plot_feature_norms,
@@ -261,6 +263,46 @@ qf, qp = feats["query", "f_i"]
 axis = plot_tsne(nn.functional.normalize(qf, dim=1), qp, max_ids=20)
 savefig(axis, "tsne_query_f_i", out)
 axis.figure
+
+# %% [markdown]
+# ## The two claims, checked over seeds
+#
+# One run of each neck can show a difference that the next seed takes back. So the loss-curve runs are trained
+# again with seeds 1..`claim_seeds`-1 (seed 0 is the run above), and each claim is read off the 95 % interval of
+# its paired change (seed i against seed i): **BNNeck's ID loss over the first iterations is lower than Neck3's**
+# (TMM Fig. 7), and **f_i's norms vary more than f_t's** (a larger C.V., TMM Fig. 10), here for the BNNeck
+# model of each seed.
+
+# %%
+seeds = range(min(claim_seeds, 2) if smoke else claim_seeds)  # smoke: two seeds, the fewest with an interval
+seed_configs = {f"{neck}_seed{s}": cfg.replace(seed=s) for neck, cfg in curve_configs.items() for s in seeds}
+seed_runs = train_runs(seed_configs, runs)  # seed 0 reuses the runs above (same config, same folder)
+
+
+def mean_id_loss(run) -> float:
+    log = pd.read_json(Path(run) / "iterations.jsonl", lines=True)
+    return float(log["loss_id"].mean())
+
+
+id_loss = {neck: {s: mean_id_loss(seed_runs[f"{neck}_seed{s}"]) for s in seeds}
+           for neck in ("neck3", "bnneck")}
+paired_claim("Neck3", id_loss["neck3"], "BNNeck", id_loss["bnneck"], "mean ID loss over the first iterations").round(3)
+
+# %%
+def norm_cv(run) -> dict:
+    """C.V. of the test images' f_t and f_i norms for one trained run."""
+    seed_model, seed_cfg = load_run(trained_dir(run), device=device)
+    loader = build_test_loader(list(test_set.query) + list(test_set.gallery), seed_cfg)
+    cvs = {}
+    for name in ("f_t", "f_i"):
+        f, _, _ = extract_features(seed_model, loader, next(seed_model.parameters()).device, feature=name)
+        cvs[name] = norm_stats(f)["C.V."]
+    return cvs
+
+
+cv = {s: norm_cv(seed_runs[f"bnneck_seed{s}"]) for s in seeds}
+paired_claim("f_t", {s: v["f_t"] for s, v in cv.items()}, "f_i", {s: v["f_i"] for s, v in cv.items()},
+             "C.V. of the norms", expect="higher").round(4)
 
 # %% [markdown]
 # **Reading the result.** The toy panels show the geometry in two dimensions; the trained model shows it in D

@@ -235,3 +235,71 @@ def trick_delta(df: pd.DataFrame, trick: str, previous: str, out_dir: str | Path
     table.to_csv(resolve(out_dir) / "delta.csv")
     df.drop(columns="run_dir").to_csv(resolve(out_dir) / "comparison.csv")
     return table
+
+
+COMMITTED_MARKET = "tricks_market1501_cpu"  # `make market`'s table: the chain on real Market-1501, 3 seeds
+
+
+def committed_pair(trick: str, previous: str, name: str = COMMITTED_MARKET,
+                   tables: str | Path = "results/tables") -> pd.DataFrame | None:
+    """Two rows of a committed chain table (results/tables/<name>.csv) and the change between them: ours as
+    mean ± std over seeds, the change with its 95 % interval over paired seeds and its verdict
+    (reidlab.results.verdict), the paper's change beside. Prints the seed-noise yardstick as measured there: how
+    much a row moves with the seed (std of its mAP) and how wide the change's interval is. None, saying how to
+    make the table, when it is not committed (or lacks one of the rows)."""
+    import math
+
+    from reidlab.results import format_delta, format_value, verdict
+
+    path = resolve(tables) / f"{name}.csv"
+    if not path.exists():
+        print(f"no committed {path.name}: `make market` makes it (about two hours on 2 cores)")
+        return None
+    table = pd.read_csv(path).set_index("row")
+    if trick not in table.index or previous not in table.index:
+        print(f"{path.name} has no row {trick if trick not in table.index else previous!r}")
+        return None
+    a, b = table.loc[previous], table.loc[trick]
+    cell = lambda r, m: format_value(r[f"ours_{m}"], r.get(f"ours_{m}_std", math.nan))  # noqa: E731
+    change = {m: format_delta(b.get(f"ours_d_{m}", math.nan), lo=b.get(f"ours_d_{m}_lo", math.nan),
+                              hi=b.get(f"ours_d_{m}_hi", math.nan)) for m in ("rank1", "mAP")}
+    out = pd.DataFrame({
+        "n": [int(a["n"]), int(b["n"]), ""],
+        "rank-1": [cell(a, "rank1"), cell(b, "rank1"), change["rank1"]],
+        "mAP": [cell(a, "mAP"), cell(b, "mAP"), change["mAP"] + f" ({verdict(b, a)})"],
+        "paper rank-1 / mAP": [f"{a['paper_rank1']:.1f} / {a['paper_mAP']:.1f}",
+                               f"{b['paper_rank1']:.1f} / {b['paper_mAP']:.1f}",
+                               f"{b['paper_d_rank1']:+.1f} / {b['paper_d_mAP']:+.1f}"],
+    }, index=[a["label"], b["label"], "change [95 % interval]"])
+    spread = [r.get("ours_mAP_std", math.nan) for r in (a, b)]
+    half = (b.get("ours_d_mAP_hi", math.nan) - b.get("ours_d_mAP_lo", math.nan)) / 2
+    print(f"Seed noise as measured in {path.name}: these rows' mAP moves by {spread[0]:.1f} and {spread[1]:.1f} "
+          f"points (std over {int(b['n'])} seeds); this change's 95 % interval is ±{half:.1f} points wide.")
+    return out
+
+
+def paired_claim(name_a: str, a: Mapping, name_b: str, b: Mapping, what: str, expect: str = "lower") -> pd.DataFrame:
+    """A claim "b's `what` is `expect` ("lower" or "higher") than a's", checked over seeds: {seed: value} for each,
+    the change b - a per seed, its 95 % interval over the paired seeds (reidlab.results.paired_interval) and the
+    verdict printed: holds / the opposite holds / cannot tell (the interval holds 0, or fewer than two seeds)."""
+    from reidlab.results import paired_interval
+
+    if expect not in ("lower", "higher"):
+        raise ValueError(f"expect={expect!r} must be 'lower' or 'higher'")
+    table = pd.DataFrame({name_a: pd.Series(a, dtype=float), name_b: pd.Series(b, dtype=float)})
+    table.index.name = "seed"
+    table[f"{name_b} - {name_a}"] = table[name_b] - table[name_a]
+    lo, hi, n = paired_interval(table[name_a], table[name_b])
+    mean = table[f"{name_b} - {name_a}"].mean()
+    below, above = hi < 0, lo > 0
+    if pd.isna(lo):
+        said = f"cannot tell from {n} seed(s): an interval needs two"
+    elif (expect == "lower" and below) or (expect == "higher" and above):
+        said = "the claim holds here"
+    elif below or above:
+        said = "the opposite holds here"
+    else:
+        said = "cannot tell at this scale (the interval holds 0)"
+    print(f"claim: {name_b}'s {what} is {expect} than {name_a}'s. Over {n} paired seeds the change is {mean:+.4g}, "
+          f"95 % interval [{lo:+.4g}, {hi:+.4g}]: {said}.")
+    return table

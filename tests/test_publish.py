@@ -92,3 +92,40 @@ def test_market_sums_the_wall_time_of_every_call(monkeypatch, tmp_path):
     assert (grid, dataset, name) == ("tricks", "market1501", "tricks_market1501_cpu")
     assert 3600.0 <= total < 3660.0 and "summed over 2 call(s)" in note
     assert "--dataset market1501 --profile cpu --seeds 3 --jobs 2" in command
+
+
+def test_notebooks_read_the_committed_pair_with_its_interval_and_noise(two_rows, tmp_path, capsys):
+    from reidlab.notebook import committed_pair
+
+    publish.publish("tricks", "market1501", two_rows, "chain", "make market", None,
+                    tables=tmp_path / "tables", figures=tmp_path / "figures")
+    pair = committed_pair("warmup", "baseline_s", "chain", tables=tmp_path / "tables")
+    assert list(pair.index) == ["Baseline-S (standard baseline)", "+ warmup", "change [95 % interval]"]
+    assert pair.loc["+ warmup", "mAP"] == "37.0 ± 1.0"
+    assert pair.loc["change [95 % interval]", "mAP"] == "+6.0 [+3.5, +8.5] (helped)"
+    assert pair.loc["change [95 % interval]", "paper rank-1 / mAP"] == "+1.0 / +1.2"
+    said = capsys.readouterr().out
+    assert "mAP moves by 1.0 and 1.0 points (std over 3 seeds)" in said and "±2.5 points wide" in said
+    assert committed_pair("warmup", "baseline_s", "missing", tables=tmp_path / "tables") is None
+    assert "`make market` makes it" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("b, expect, said", [
+    ({0: 1.0, 1: 1.1, 2: 0.9}, "lower", "the claim holds here"),
+    ({0: 1.0, 1: 1.1, 2: 0.9}, "higher", "the opposite holds here"),
+    ({0: 2.5, 1: 1.0, 2: 3.2}, "lower", "cannot tell at this scale"),
+])
+def test_a_notebook_claim_is_read_off_paired_seeds(b, expect, said, capsys):
+    from scipy import stats
+
+    from reidlab.notebook import paired_claim
+
+    a = {0: 2.0, 1: 2.3, 2: 1.8}
+    table = paired_claim("Neck3", a, "BNNeck", b, "ID loss", expect)
+    diffs = [b[s] - a[s] for s in a]
+    ci = stats.ttest_rel(list(b.values()), list(a.values())).confidence_interval(0.95)
+    out = capsys.readouterr().out
+    assert said in out and f"[{ci.low:+.4g}, {ci.high:+.4g}]" in out
+    assert table["BNNeck - Neck3"].tolist() == pytest.approx(diffs)
+    paired_claim("Neck3", {0: 1.0}, "BNNeck", {0: 0.5}, "ID loss")
+    assert "cannot tell from 1 seed(s)" in capsys.readouterr().out
