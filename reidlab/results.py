@@ -22,6 +22,7 @@ from reidlab.paths import RESULTS_ROOT, resolve
 
 PAPER_ROOT = RESULTS_ROOT / "paper"
 METRICS = ("rank1", "mAP", "mINP", "R")
+BAG = ("baseline_s", "center_loss")  # the tricks grid's first row and its last trained one (the full BoT)
 DELTA_GRIDS = ("tricks",)  # cumulative rows: each row's delta vs the row above means "what this trick did"
 SEED_SUFFIX = re.compile(r"_seed\d+$")
 # which of the paper's columns a dataset is compared with
@@ -200,6 +201,11 @@ def add_paired_intervals(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFram
         for prev, row in zip(chain, chain[1:]):
             lo, hi, _ = paired_interval(by_seed[prev], by_seed[row])
             table.loc[table["row"] == row, [f"ours_d_{m}_lo", f"ours_d_{m}_hi"]] = lo, hi
+        first, last = BAG
+        if first in by_seed and last in by_seed:  # the whole bag: the full BoT against Baseline-S, seed by seed
+            change = (by_seed[last] - by_seed[first]).dropna().mean()
+            lo, hi, _ = paired_interval(by_seed[first], by_seed[last])
+            table.loc[table["row"] == last, [f"ours_bag_{m}", f"ours_bag_{m}_lo", f"ours_bag_{m}_hi"]] = change, lo, hi
     return table
 
 
@@ -331,6 +337,16 @@ def trick_verdicts(table: pd.DataFrame) -> list[str]:
         paper = r.get("paper_d_mAP", np.nan)
         paper_text = "" if pd.isna(paper) else f"; paper {paper:+.1f} mAP ({'helped' if paper > 0 else 'hurt'})"
         lines.append(f"{r['label']:<32} {said:<26} {change}{paper_text}")
+    bag = rows[rows["row"] == BAG[1]]
+    if len(bag) and "ours_bag_mAP" in bag and not pd.isna(bag["ours_bag_mAP"].iloc[0]):
+        last, first = bag.iloc[0], rows[rows["row"] == BAG[0]].iloc[0]
+        said = verdict(pd.Series({"collapsed": last.get("collapsed", 0), "ours_d_mAP_lo": last["ours_bag_mAP_lo"],
+                                  "ours_d_mAP_hi": last["ours_bag_mAP_hi"]}), first)
+        paper = last.get("paper_mAP", np.nan) - first.get("paper_mAP", np.nan)
+        lines.append(f"{'the whole bag (vs Baseline-S)':<32} {said:<26} mAP "
+                     f"{format_delta(last['ours_bag_mAP'], lo=last['ours_bag_mAP_lo'], hi=last['ours_bag_mAP_hi'])}, "
+                     f"rank-1 {format_delta(last['ours_bag_rank1'], lo=last['ours_bag_rank1_lo'], hi=last['ours_bag_rank1_hi'])}"
+                     + ("" if pd.isna(paper) else f"; paper {paper:+.1f} mAP"))
     if len(rows) and rows["n"].max() < 2:
         lines.append("(one seed per row: no interval, so no verdict; rerun with --seeds 3)")
     if UNTRAINED in set(table["row"]) and len(rows):

@@ -129,3 +129,20 @@ def test_a_notebook_claim_is_read_off_paired_seeds(b, expect, said, capsys):
     assert table["BNNeck - Neck3"].tolist() == pytest.approx(diffs)
     paired_claim("Neck3", {0: 1.0}, "BNNeck", {0: 0.5}, "ID loss")
     assert "cannot tell from 1 seed(s)" in capsys.readouterr().out
+
+
+def test_the_whole_bag_is_read_off_paired_seeds(tmp_path):
+    from scipy import stats
+
+    from reidlab.results import build_table, trick_verdicts
+
+    root = tmp_path / "runs"
+    base, bot = [30.0, 34.0, 29.0], [38.0, 40.0, 39.5]
+    for seed in range(3):
+        suffix = f"_seed{seed}" if seed else ""
+        write_run(root / "tricks" / f"baseline_s{suffix}", "baseline_s", seed, base[seed], base[seed] + 20)
+        write_run(root / "tricks" / f"center_loss{suffix}", "center_loss", seed, bot[seed], bot[seed] + 20)
+    lines = trick_verdicts(build_table("tricks", "market1501", root=root))
+    ci = stats.ttest_rel(bot, base).confidence_interval(0.95)
+    bag = next(line for line in lines if line.startswith("the whole bag"))
+    assert "helped" in bag and f"mAP +8.2 [{ci.low:+.1f}, {ci.high:+.1f}]" in bag and "paper +11.9 mAP" in bag
