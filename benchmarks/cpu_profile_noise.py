@@ -16,7 +16,8 @@ import time
 
 from reidlab.config import CPU_PROFILE, PRESETS
 from reidlab.paths import REPO_ROOT
-from reidlab.train import fit, load_history
+from reidlab.runs import load_history
+from reidlab.train import fit
 
 
 def main() -> None:

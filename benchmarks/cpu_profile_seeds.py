@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from reidlab.ablate import build_config, run_grid
-from reidlab.config import CPU_PROFILE, parse_sets
+from reidlab.config import parse_sets
 from reidlab.paths import RESULTS_ROOT, resolve
 
 NAMES = {"center_loss": "bot"}  # the tricks grid's last row is the full BoT

@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = "cpu_train_speed" + ("_quick" if args.quick else "")
     (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"# CPU profile training speed: before issue 17 and now", "",
+    lines = ["# CPU profile training speed: before issue 17 and now", "",
              f"`{record['command']}`; {os.cpu_count()} cores, torch {torch.__version__} "
              f"({record['machine']['capability']}); row {args.row}, {args.runs} runs per side, {args.epochs} "
              f"epoch(s) each, the last one timed", "",

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """What bad input raises (a wrong path, a corrupt checkpoint, a diverging run): one line, no traceback."""
-    from reidlab.checkpoints import CheckpointError
+    from reidlab.runs import CheckpointError
     from reidlab.datasets import DatasetError
     from reidlab.inference import CheckpointMismatch
     from reidlab.pretrained import PretrainedWeightsError

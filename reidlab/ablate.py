@@ -23,19 +23,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reidlab.config import FIELD_NAMES, Config, changed_fields, check_keys, parse_sets, suggest
+from reidlab.config import FIELD_NAMES, Config, check_keys, parse_sets, suggest
 from reidlab.grids import UNTRAINED, build_grid
 from reidlab.paths import REPO_ROOT, resolve
 from reidlab.profiles import PROFILES, for_profile, profile_values, resolve_profile
 from reidlab.records import keep_train_identities
+from reidlab.runs import RunFolder
 
 EXPERIMENT = REPO_ROOT / "notebooks" / "experiment.ipynb"
 KERNEL = "python3"
 # the kernel's own log would bury the progress bar: a warning per start about its local TCP sockets, and an
 # "ERROR | KeyboardInterrupt caught in kernel" line when papermill stops a kernel it has finished with
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
-# fields that do not change what a run computes: a finished run made with other values still counts
-IGNORED_FIELDS = ("progress", "num_workers", "device", "checkpoint_every")
 
 
 class GridError(ValueError):
@@ -74,12 +73,11 @@ def evaluate_untrained(cfg: Config, out_dir: str | Path) -> dict:
     Writes a run folder like fit's (config.json, an empty history.jsonl, metrics.json with epochs 0)."""
     from reidlab.datasets import load_dataset
     from reidlab.model import build_model
-    from reidlab.train import describe_device, pick_device, seed_epoch, write_json
+    from reidlab.train import describe_device, pick_device, seed_epoch
 
-    out_dir = resolve(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out_dir)
     cfg = cfg.replace(pretrained=None)
-    cfg.save(out_dir / "config.json")
+    folder.save_config(cfg)
     device = pick_device(cfg.device)
     dataset = keep_train_identities(load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset,
                                                  verbose=cfg.progress), cfg.train_ids)
@@ -88,8 +86,8 @@ def evaluate_untrained(cfg: Config, out_dir: str | Path) -> dict:
     metrics = evaluate_split(model, cfg, dataset, device)
     metrics.update(epochs=0, device=describe_device(device), train_seconds=0.0,
                    num_train_pids=dataset.num_train_pids)
-    (out_dir / "history.jsonl").write_text("")
-    write_json(metrics, out_dir / "metrics.json")
+    folder.write_empty_history()
+    folder.write_metrics(metrics)
     return metrics
 
 
@@ -123,30 +121,24 @@ def evaluate_cross_domain(run_dir: str | Path, test_dataset: str) -> dict:
     rank1 / mAP / mINP become the target domain's, the source domain's move under "source"."""
     from reidlab.datasets import load_dataset
     from reidlab.inference import load_run
-    from reidlab.train import write_json
 
-    run_dir = resolve(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    folder = RunFolder(run_dir)
+    metrics = folder.metrics()
     if metrics.get("test_dataset") == test_dataset:
         return metrics
-    model, cfg = load_run(run_dir, device="auto")
+    model, cfg = load_run(folder.path, device="auto")
     device = next(model.parameters()).device
     target = load_dataset(test_dataset, resolve(cfg.data_root) / test_dataset, verbose=cfg.progress)
     cross = evaluate_split(model, cfg, target, device)
     source = {k: metrics.pop(k) for k in list(metrics) if k in cross}
     metrics = {**cross, "test_dataset": test_dataset, "train_dataset": cfg.dataset, "source": source, **metrics}
-    write_json(metrics, run_dir / "metrics.json")
+    folder.write_metrics(metrics)
     return metrics
 
 
 def add_metrics(run_dir: str | Path, **values) -> dict:
     """Add values (R, ...) to a run's metrics.json, atomically; returns the updated metrics."""
-    from reidlab.train import write_json
-
-    path = resolve(run_dir) / "metrics.json"
-    metrics = {**json.loads(path.read_text()), **values}
-    write_json(metrics, path)
-    return metrics
+    return RunFolder(run_dir).add_metrics(**values)
 
 
 # --- the batch ----------------------------------------------------------------------------------------------
@@ -272,24 +264,12 @@ def plan_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = 
     return sorted(runs, key=lambda run: run.seed)
 
 
-def saved_config(folder: Path) -> dict:
-    """A run folder's config.json as a dict ({} when it has none)."""
-    path = folder / "config.json"
-    if not path.exists():
-        return {}
-    saved = json.loads(path.read_text())
-    try:  # through Config, so an old spelling (data_path "gpu") compares equal to today's
-        return Config.from_dict(saved).to_dict()
-    except (TypeError, ValueError):
-        return saved
-
-
 def finished_metrics(run: Run, folder: Path) -> dict | None:
     """The metrics of a finished run in `folder`, or None. Raises when it was made with another config."""
-    metrics_path = folder / "metrics.json"
-    if not metrics_path.exists():
+    run_folder = RunFolder(folder)
+    metrics = run_folder.metrics()
+    if metrics is None:
         return None
-    metrics = json.loads(metrics_path.read_text())
     target = run.parameters.get("test_dataset")
     if target and metrics.get("test_dataset") != target:
         return None  # trained, not yet evaluated on the target domain: the notebook resumes and finishes it
@@ -298,7 +278,7 @@ def finished_metrics(run: Run, folder: Path) -> dict | None:
     expected = run.config.to_dict()
     if run.kind == UNTRAINED:
         expected["pretrained"] = None
-    changed = changed_fields(saved_config(folder), expected, IGNORED_FIELDS)
+    changed = run_folder.changed(expected)
     if changed:
         raise RuntimeError(f"{folder} holds a finished run with another config ({', '.join(changed)} differ); "
                            f"rerun it with --force, or pass another --out")
@@ -330,16 +310,16 @@ def check_datasets(runs: list[Run]) -> None:
 def read_finished(cfg: Config, folder: str | Path) -> dict | None:
     """The metrics of a finished run of `cfg` in `folder`, which is then only read (neither trained nor scored
     again), else None. Raises when the folder holds a finished run of another config."""
-    folder = resolve(folder)
-    if not (folder / "metrics.json").exists():
+    run_folder = RunFolder(folder)
+    if not run_folder.finished():
         return None
-    changed = changed_fields(saved_config(folder), cfg.to_dict(), IGNORED_FIELDS)
-    if changed and set(changed) <= {"epochs", "eval_every"}:
-        return None  # fit resumes the run over these (more epochs, say): reidlab.train.check_resume_config
+    changed = run_folder.changed(cfg)
+    if changed == ["epochs"]:
+        return None  # fit trains the run further: reidlab.train.check_resume_config
     if changed:
-        raise ValueError(f"{folder} holds a finished run with another config ({', '.join(changed)} differ); "
-                         f"use another out_dir, or delete the folder to start over")
-    return json.loads((folder / "metrics.json").read_text())
+        raise ValueError(f"{run_folder.path} holds a finished run with another config ({', '.join(changed)} "
+                         f"differ); use another out_dir, or delete the folder to start over")
+    return run_folder.metrics()
 
 
 def execute_direct(run: Run, folder: Path) -> dict:
@@ -365,8 +345,7 @@ def execute_run(run: Run, folder: Path, notebook: Path, kernel_name: str, execut
     folder.mkdir(parents=True, exist_ok=True)
     asked = json.dumps({"grid": run.grid, "row": run.row, "seed": run.seed, "kind": run.kind,
                         "parameters": run.parameters}, indent=2) + "\n"
-    if not (folder / "run.json").exists() or (folder / "run.json").read_text() != asked:
-        (folder / "run.json").write_text(asked)
+    RunFolder(folder).write_run_info(asked)
     if run.kind == UNTRAINED:
         evaluate_untrained(run.config, folder)
         return

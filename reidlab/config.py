@@ -32,6 +32,12 @@ CHOICES: dict[str, tuple] = {
 }
 
 
+# A result-neutral field changes how a run executes, not what it computes: a finished run made with another value
+# still counts as this run (reidlab.runs.RunFolder.matches), and a run resumes with it changed. The one list of them
+# is this mark on the fields below (neutral_fields()).
+NEUTRAL = {"neutral": True}
+
+
 @dataclass(frozen=True)
 class Config:
     # --- the paper's tricks (CVPRW Table 1), in the table's order ---
@@ -50,7 +56,7 @@ class Config:
     train_ids: int = 0  # 0: every training identity; N: a fixed subset of N (records.keep_train_identities)
     P: int = 16  # identities per batch
     K: int = 4  # images per identity
-    num_workers: int = 2
+    num_workers: int = field(default=2, metadata=NEUTRAL)
     # "resident": the training set decoded once and kept in the device's memory (GPU or CPU), augmented in
     # batches (reidlab/gpu_data.py); "loader": DataLoader workers decode and augment image by image (the authors')
     data_path: str = "loader"
@@ -90,18 +96,18 @@ class Config:
 
     # --- run ---
     seed: int = 0
-    device: str = "auto"
+    device: str = field(default="auto", metadata=NEUTRAL)
     cpu_threads: int = 0  # torch's intra-op threads on a CPU; 0 keeps torch's default
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
     # the whole training step as one CUDA graph (reidlab/graph_step.py); eager where it cannot serve (CPU, fp16,
     # DDP, compile), saying why. The same math as eager, so a run may resume with it flipped
-    cuda_graph: bool = False
-    eval_every: int = 0  # 0: evaluate only at the end
-    checkpoint_every: int = 10
+    cuda_graph: bool = field(default=False, metadata=NEUTRAL)
+    eval_every: int = field(default=0, metadata=NEUTRAL)  # 0: evaluate only at the end
+    checkpoint_every: int = field(default=10, metadata=NEUTRAL)
     log_iterations: int = 0  # log losses of the first N iterations to iterations.jsonl
-    progress: bool = True
+    progress: bool = field(default=True, metadata=NEUTRAL)
 
     def __post_init__(self):
         if self.data_path == "gpu":  # its name before it served CPUs too; run folders of that time still load
@@ -172,6 +178,11 @@ class Config:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(Config))
+
+
+def neutral_fields() -> tuple[str, ...]:
+    """The Config fields marked result-neutral (NEUTRAL): progress, num_workers, device, checkpoint_every, ..."""
+    return tuple(f.name for f in fields(Config) if f.metadata.get("neutral"))
 
 
 def suggest(name: Any, valid) -> str:

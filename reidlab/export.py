@@ -25,7 +25,7 @@ from torch import nn
 from reidlab.config import Config
 from reidlab.inference import embed_batch, load_run
 from reidlab.paths import resolve
-from reidlab.train import CHECKPOINT
+from reidlab.runs import CHECKPOINT, RunFolder
 
 INPUT, OUTPUT = "images", "features"
 FORMAT = "reidlab-feature-1"
@@ -81,11 +81,13 @@ def check_finished_run(run_dir: str | Path) -> Path:
     if not given.is_dir():
         raise RunNotFinishedError(f"{given} is not a folder; pass a run folder written by `reidlab train --out RUN` "
                                   f"(or a notebook's runs folder)")
-    run_dir = trained_dir(given)
-    missing = [name for name in ("config.json", CHECKPOINT, "metrics.json") if not (run_dir / name).is_file()]
+    folder = RunFolder(trained_dir(given))
+    run_dir = folder.path
+    missing = [name for name, there in ((RunFolder.CONFIG, folder.has_config()), (CHECKPOINT, folder.has_checkpoint()),
+                                        (RunFolder.METRICS, folder.finished())) if not there]
     if not missing:
         return run_dir
-    if "metrics.json" in missing and len(missing) == 1:
+    if missing == [RunFolder.METRICS]:
         raise RunNotFinishedError(f"{run_dir} is not a finished run: it has a checkpoint but no metrics.json, so "
                                   f"training stopped before the end. Run the same `reidlab train ... --out "
                                   f"{run_dir}` again: it resumes from the checkpoint and finishes")
@@ -111,6 +113,13 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def checkpoint_sha256(run_dir: Path) -> str:
+    """The sha256 of the checkpoint a run's model is loaded from: the latest, or the previous one when the latest
+    cannot be read (the file load_run falls back to, not the unreadable one)."""
+    _, path = RunFolder(run_dir).load_checkpoint(map_location="cpu")
+    return file_sha256(path)
 
 
 def build_metadata(cfg: Config, run: dict, dim: int) -> dict[str, str]:
@@ -197,7 +206,7 @@ def export_onnx(run_dir: str | Path, onnx_path: str | Path, exporter: str = "dyn
     check's report (min_cosine, max_abs_difference, ...). The file appears only once it passed the check."""
     run_dir = check_finished_run(run_dir)
     model, cfg = load_run(run_dir, device="cpu")
-    run = {"run_dir": str(run_dir), "checkpoint_sha256": file_sha256(run_dir / CHECKPOINT)}
+    run = {"run_dir": str(run_dir), "checkpoint_sha256": checkpoint_sha256(run_dir)}
     report = export_model(model, cfg, onnx_path, run, exporter, opset, check_size, images)
     return {"run_dir": str(run_dir), **report}
 
@@ -270,7 +279,7 @@ def verify_export(onnx_path: str | Path, run_dir: str | Path, check_size: int = 
     """Check that `onnx_path` is the export of this run (its checkpoint's sha256) and still gives its features."""
     meta = read_metadata(onnx_path)
     run_dir = check_finished_run(run_dir)
-    sha = file_sha256(run_dir / CHECKPOINT)
+    sha = checkpoint_sha256(run_dir)
     if meta["run"].get("checkpoint_sha256") != sha:
         source = meta["run"].get("run_dir", "a model in memory")
         raise ForeignOnnxError(f"{resolve(onnx_path)} was exported from another model ({source}, checkpoint "

@@ -6,10 +6,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from reidlab.checkpoints import CHECKPOINT, has_checkpoint, load_checkpoint
+from reidlab.runs import CHECKPOINT, RunFolder
 from reidlab.config import Config
 from reidlab.images import folder_images
-from reidlab.paths import resolve
 from reidlab.pretrained import describe_problems, state_dict_problems
 from reidlab.train import pick_device
 
@@ -37,13 +36,13 @@ def load_run(run_dir: str | Path, device: str = "auto") -> tuple[torch.nn.Module
     """
     from reidlab.model import build_model
 
-    run_dir = resolve(run_dir)
-    if not (run_dir / "config.json").exists() or not has_checkpoint(run_dir):
-        raise FileNotFoundError(f"{run_dir} is not a finished run folder: it needs config.json and {CHECKPOINT} "
+    folder = RunFolder(run_dir)
+    if not folder.has_config() or not folder.has_checkpoint():
+        raise FileNotFoundError(f"{folder.path} is not a finished run folder: it needs config.json and {CHECKPOINT} "
                                 f"(written by reidlab.train.fit)")
-    cfg = Config.load(run_dir / "config.json")
+    cfg = folder.config()
     dev = pick_device(device)
-    state, ckpt_path = load_checkpoint(run_dir, map_location=dev)
+    state, ckpt_path = folder.load_checkpoint(map_location=dev)
     # the weights come from the checkpoint: do not look for ImageNet weights again
     model = build_model(cfg.replace(pretrained=None), state["num_classes"]).to(dev)
     try:

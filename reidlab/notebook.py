@@ -4,13 +4,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from reidlab.paths import resolve
+from reidlab.runs import RunFolder
 from reidlab.profiles import (PROFILES, default_dataset, ensure_warm_epochs, for_profile,  # noqa: F401 (notebooks')
                               resolve_profile, warm_epochs)
 
@@ -50,9 +50,6 @@ def show(obj) -> None:
 
 # --- choosing a profile and training runs for the notebooks: reidlab.profiles builds every run's Config ------
 
-# fields that change how a run is executed, not what it computes: ignored when looking for a finished run
-EXECUTION_FIELDS = ("progress", "num_workers", "device")
-REUSED_FILES = ("config.json", "history.jsonl", "iterations.jsonl", "metrics.json")
 
 
 def pick_profile(profile: str = "auto", smoke: bool = False, real_data: bool | None = None) -> str:
@@ -81,8 +78,11 @@ def describe_changes(cfg, reference) -> pd.DataFrame:
 
 
 def config_key(cfg) -> str:
-    """A short hash of what a run computes (every field but EXECUTION_FIELDS): names its run folder."""
-    values = {k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_FIELDS}
+    """A short hash of what a run computes (every field but the result-neutral ones): names its run folder."""
+    from reidlab.config import neutral_fields
+
+    neutral = neutral_fields()
+    values = {k: v for k, v in cfg.to_dict().items() if k not in neutral}
     return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -91,11 +91,9 @@ def find_finished_run(cfg, near: Path) -> Path | None:
     key = config_key(cfg)
     for folder in [near, *sorted(p for p in near.parent.glob("*") if p.is_dir() and p != near)]:
         for run_dir in sorted(folder.glob(f"*-{key}")):
-            if (run_dir / "metrics.json").exists() and (run_dir / "config.json").exists():
-                from reidlab.config import Config
-
-                if config_key(Config.load(run_dir / "config.json")) == key:
-                    return run_dir
+            run = RunFolder(run_dir)
+            if run.finished() and run.has_config() and config_key(run.config()) == key:
+                return run_dir
     return None
 
 
@@ -121,11 +119,7 @@ def train_runs(configs: Mapping, out_dir: str | Path) -> dict[str, Path]:
         if found is not None and found.parent == out_dir:
             run_dir = found
         elif found is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            for file in REUSED_FILES:
-                if (found / file).exists():
-                    shutil.copy2(found / file, run_dir / file)
-            (run_dir / "reused_from.txt").write_text(f"{found}\n")
+            RunFolder(run_dir).copy_results_from(RunFolder(found))
         else:
             source = (cfg.dataset, cfg.data_root)
             if source not in datasets:  # read each dataset once for all runs
@@ -142,7 +136,7 @@ def train_and_compare(configs: Mapping, out_dir: str | Path, paper: Mapping | No
     run_dirs = train_runs(configs, out_dir)
     rows = []
     for name, run_dir in run_dirs.items():
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics = RunFolder(run_dir).metrics()
         row = {"run": name, **{k: metrics.get(k) for k in ("rank1", "rank5", "rank10", "mAP", "mINP")},
                "collapsed": bool(metrics.get("collapsed", False))}  # reidlab.collapse
         if paper is not None:
@@ -165,7 +159,7 @@ def plot_comparison(df: pd.DataFrame):
 
 def plot_run_losses(run_dirs: Mapping, keys: Sequence[str] = ("loss_id", "loss_triplet"), ax=None):
     """Per-epoch training losses of several runs, one panel per loss term, one line per run."""
-    from reidlab.train import load_history
+    from reidlab.runs import load_history
     from reidlab.viz import _axes
 
     fig, axes = _axes(ax, len(keys), (5 * len(keys), 3.5))
@@ -214,10 +208,7 @@ def plot_image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols
 def trained_dir(run_dir) -> Path:
     """The folder holding a run's checkpoint: train_runs copies a finished run from another notebook's folder
     without it and writes where it came from into reused_from.txt (followed here, copy after copy)."""
-    run_dir = Path(run_dir)
-    while (run_dir / "reused_from.txt").exists() and not (run_dir / "checkpoint.pt").exists():
-        run_dir = Path((run_dir / "reused_from.txt").read_text().strip())
-    return run_dir
+    return RunFolder(run_dir).trained().path
 
 
 def trick_delta(df: pd.DataFrame, trick: str, previous: str, out_dir: str | Path) -> pd.DataFrame:

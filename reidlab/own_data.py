@@ -246,7 +246,8 @@ def train_own(cfg, dataset: ReidDataset, runs_dir: str | Path, name: str = "own"
     """Train `cfg` on `dataset` into `runs_dir/<name>-<config key>-<dataset key>`; a finished run is reused,
     an interrupted one resumes. Returns the run folder (what `reidlab export` and `reidlab rank` take)."""
     from reidlab.notebook import config_key
-    from reidlab.train import fit, is_finished
+    from reidlab.runs import is_finished
+    from reidlab.train import fit
 
     run_dir = resolve(runs_dir) / f"{name}-{config_key(cfg)}-{dataset_key(dataset)}"
     if not is_finished(run_dir):

@@ -9,7 +9,6 @@ names the grids use (reidlab.grids). A synthetic or other dataset is compared wi
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 
 from reidlab.grids import DERIVED_ROWS, GRIDS, PAPER_TABLES, UNTRAINED
 from reidlab.paths import RESULTS_ROOT, resolve
+from reidlab.runs import RunFolder
 
 PAPER_ROOT = RESULTS_ROOT / "paper"
 METRICS = ("rank1", "mAP", "mINP", "R")
@@ -54,11 +54,11 @@ def paper_prefix(grid: str, dataset: str) -> str:
 
 def read_run(folder: Path) -> dict | None:
     """One run folder as a flat dict (config fields, metrics, row, seed), or None when it has not finished."""
-    if not (folder / "metrics.json").exists():
+    run = RunFolder(folder)
+    metrics = run.metrics()
+    if metrics is None:
         return None
-    metrics = json.loads((folder / "metrics.json").read_text())
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
-    info = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+    config, info = run.config_dict(), run.run_info()
     record = {"run": folder.name, "row": info.get("row", SEED_SUFFIX.sub("", folder.name)),
               "seed": info.get("seed", config.get("seed", 0))}
     for key, value in config.items():

@@ -1,14 +1,12 @@
 """The training loop: one explicit function, CPU or GPU, that writes its run folder and resumes.
 
-A run folder holds `config.json`, `history.jsonl` (one line per epoch), `iterations.jsonl` (the first
-`cfg.log_iterations` iterations), `checkpoint.pt` and `checkpoint.prev.pt` (the last two, written atomically:
-reidlab/checkpoints.py) and `metrics.json`.
+It writes a run folder (reidlab.runs.RunFolder: config, per-epoch history, checkpoints, metrics last) and resumes
+from its newest readable checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import random
 import time
@@ -19,13 +17,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reidlab.checkpoints import CHECKPOINT, has_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
 from reidlab.collapse import diagnose, loss_signs
-from reidlab.config import Config, changed_fields
+from reidlab.config import Config
 from reidlab.graph_step import graph_step
 from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
 from reidlab.paths import resolve
 from reidlab.records import keep_train_identities
+from reidlab.runs import CHECKPOINT, RunFolder, has_checkpoint
 from reidlab.schedule import build_optimizer, lr_at, set_lr
 
 
@@ -123,31 +121,11 @@ def check_finite(first_bad: torch.Tensor, epoch: int, out_dir: Path) -> None:
             f"(python -m reidlab verify DATASET)")
 
 
-def write_json(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def truncate_jsonl(path: Path, key: str, last: int) -> None:
-    """Drop lines past `last` (written after the checkpoint a resumed run starts from)."""
-    kept = [r for r in read_jsonl(path) if r[key] <= last]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-
-
-def check_resume_config(cfg: Config, out_dir: Path) -> None:
-    saved = Config.load(out_dir / "config.json")
-    ignored = {"progress", "num_workers", "device", "eval_every", "checkpoint_every", "epochs",
-               "cuda_graph"}  # the graph trains the same math (its Adam rounds the bias correction on the device)
-    changed = changed_fields(saved.to_dict(), cfg.to_dict(), ignored)
+def check_resume_config(cfg: Config, folder: RunFolder) -> None:
+    """A run resumes only with the config it started with, but for the result-neutral fields and more epochs."""
+    changed = folder.changed(cfg, also=("epochs",))
     if changed:
-        raise ValueError(f"{out_dir} holds a run with a different config ({', '.join(changed)} differ); "
+        raise ValueError(f"{folder.path} holds a run with a different config ({', '.join(changed)} differ); "
                          f"use another out_dir, or delete the folder to start over")
 
 
@@ -171,11 +149,12 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     main_process = rank == 0
     out_dir = resolve(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    resuming = resume and has_checkpoint(out_dir)
+    folder = RunFolder(out_dir)
+    resuming = resume and folder.has_checkpoint()
     if resuming:
-        check_resume_config(cfg, out_dir)
+        check_resume_config(cfg, folder)
     if main_process:
-        cfg.save(out_dir / "config.json")
+        folder.save_config(cfg)
     device = torch.device("cuda", local_rank) if world > 1 and torch.cuda.is_available() else pick_device(cfg.device)
     dataset = dataset or load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset, verbose=cfg.progress)
     dataset = keep_train_identities(dataset, cfg.train_ids)  # all of them unless the config names a subset
@@ -200,7 +179,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     start_epoch, iteration = 1, 0
     if resuming:
         # the latest checkpoint, or the previous one when the latest cannot be read (it says so)
-        state, _ = load_checkpoint(out_dir, map_location=device, set_aside=main_process)
+        state, _ = folder.load_checkpoint(map_location=device, set_aside=main_process)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if center:
@@ -208,25 +187,22 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
             center_opt.load_state_dict(state["center_optimizer"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, iteration = state["epoch"] + 1, state["iteration"]
-        truncate_jsonl(out_dir / "history.jsonl", "epoch", state["epoch"])
-        truncate_jsonl(out_dir / "iterations.jsonl", "iteration", iteration)
+        folder.rewind(state["epoch"], iteration)
     elif main_process:
-        for name in ("history.jsonl", "iterations.jsonl", "metrics.json"):
-            (out_dir / name).unlink(missing_ok=True)
-        remove_checkpoints(out_dir)  # a fresh run never falls back to an old run's checkpoint
+        folder.start_over()  # a fresh run never falls back to an old run's checkpoint
 
     def checkpoint(epoch: int) -> None:
         if not main_process:
             return
-        save_checkpoint({
+        # no sampler or RNG state: both are reseeded from (seed, epoch) at every epoch's start (seed_epoch)
+        folder.save_checkpoint({
             "epoch": epoch, "iteration": iteration, "config": cfg.to_dict(),
             "num_classes": dataset.num_train_pids,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "center": center.state_dict() if center else None,
             "center_optimizer": center_opt.state_dict() if center else None,
-            "scaler": scaler.state_dict(), "sampler": batches.sampler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-        }, out_dir)
+            "scaler": scaler.state_dict(),
+        })
 
     def evaluate() -> dict:
         if cfg.data_path == "resident":  # query + gallery decoded once and kept on the device (reidlab.gpu_eval)
@@ -275,9 +251,8 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.detach()
                 if iteration <= cfg.log_iterations and main_process:
-                    with open(out_dir / "iterations.jsonl", "a") as f:
-                        f.write(json.dumps({"iteration": iteration, "epoch": epoch,
-                                            **{k: v.item() for k, v in terms.items()}}) + "\n")
+                    folder.append_iteration({"iteration": iteration, "epoch": epoch,
+                                             **{k: v.item() for k, v in terms.items()}})
                 if step % 20 == 0 and not bar.disable:  # .item() waits for the GPU: only for a visible bar
                     bar.set_postfix(loss=f"{loss.item():.3f}")
             check_finite(first_bad, epoch, out_dir)
@@ -295,8 +270,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
             if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs and main_process:
                 record.update(evaluate())
             if main_process:
-                with open(out_dir / "history.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                folder.append_history(record)
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
                 checkpoint(epoch)
             if on_epoch_end:
@@ -310,7 +284,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     if not main_process:
         cleanup()
         return {}
-    history = read_jsonl(out_dir / "history.jsonl")
+    history = folder.history()
     metrics = evaluate()
     # a network that maps every image to one feature is named, so no table reads it as a trick that hurt
     metrics.update(diagnose(history[-1] if history else None, metrics.get("feature_spread"),
@@ -321,7 +295,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         "images_per_s": round(sum(r["images_per_s"] * r["seconds"] for r in history) / max(train_seconds, 1e-9), 1),
         "num_train_pids": dataset.num_train_pids,
     })
-    write_json(metrics, out_dir / "metrics.json")
+    folder.write_metrics(metrics)
     cleanup()
     return metrics
 
@@ -338,11 +312,3 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-
-
-def is_finished(out_dir: str | Path) -> bool:
-    return (resolve(out_dir) / "metrics.json").exists()
-
-
-def load_history(out_dir: str | Path) -> list[dict]:
-    return read_jsonl(resolve(out_dir) / "history.jsonl")

@@ -113,13 +113,18 @@ def _numpy(x, name: str, ndim: int | None = None) -> np.ndarray:
     return x
 
 
+RUN_HISTORY, RUN_ITERATIONS = "history.jsonl", "iterations.jsonl"  # reidlab.runs.RunFolder.HISTORY, ITERATIONS
+
+
 def _read_jsonl(source, file_name: str) -> pd.DataFrame:
     """A DataFrame from a run folder (reads its `file_name`), a .jsonl path, a DataFrame or a list of dicts."""
     if isinstance(source, pd.DataFrame):
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
-        path = path / file_name if path.is_dir() else path
+        if path.is_dir():
+            from reidlab.runs import RunFolder
+            path = RunFolder(path).file(file_name)
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: pass a run folder holding {file_name}, or the file itself")
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -201,7 +206,7 @@ def plot_loss_curves(runs: Mapping, keys: Sequence[str] = ("loss_id", "loss_trip
         raise ValueError("runs is empty: pass {name: run folder} for at least one run")
     fig, axes = _axes(ax, len(keys), (5 * len(keys), 3.5))
     for name, source in runs.items():
-        df = _read_jsonl(source, "iterations.jsonl")
+        df = _read_jsonl(source, RUN_ITERATIONS)
         if "iteration" not in df:
             raise ValueError(f"run {name!r}: no 'iteration' column; was it trained with log_iterations > 0?")
         for axis, key in zip(axes, keys):
@@ -284,7 +289,7 @@ def plot_trick_bars(df: pd.DataFrame, ax=None) -> Figure:
 
 def plot_history(history, ax=None) -> Figure:
     """Training curves from history.jsonl: the loss terms, and the eval metrics on eval epochs."""
-    df = _read_jsonl(history, "history.jsonl")
+    df = _read_jsonl(history, RUN_HISTORY)
     if "epoch" not in df:
         raise ValueError("history has no 'epoch' column: pass a run folder or its history.jsonl")
     fig, (loss_ax, metric_ax) = _axes(ax, 2, (10, 3.5))

@@ -9,7 +9,8 @@ import torch
 from reidlab.ablate import build_config
 from reidlab.collapse import SPREAD_MIN, diagnose, feature_spread, loss_signs
 from reidlab.results import build_table, trick_verdicts
-from reidlab.train import fit, load_history
+from reidlab.runs import load_history
+from reidlab.train import fit
 
 
 def test_loss_signs_need_the_id_loss_at_chance_and_the_triplet_at_its_margin():

@@ -16,7 +16,7 @@ import torch
 from conftest import write_market_layout
 
 from reidlab import ablate
-from reidlab.checkpoints import (CHECKPOINT, PREVIOUS, UNREADABLE, CheckpointError, load_checkpoint,
+from reidlab.runs import (CHECKPOINT, PREVIOUS, UNREADABLE, CheckpointError, load_checkpoint,
                                  read_checkpoint, save_checkpoint)
 from reidlab.config import Config, PRESETS
 from reidlab.datasets import load_dataset
@@ -25,7 +25,8 @@ from reidlab.inference import CheckpointMismatch, load_run
 from reidlab.loaders import ImageReadError
 from reidlab.sampler import RandomIdentitySampler
 from reidlab import train as train_module
-from reidlab.train import TrainingDiverged, fit, load_history
+from reidlab.runs import load_history
+from reidlab.train import TrainingDiverged, fit
 
 TIMING = ("seconds", "images_per_s", "train_seconds", "device", "cpu_load")  # differ between any two runs
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="kills a forked process (no os.fork here)")

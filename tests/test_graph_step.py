@@ -103,7 +103,8 @@ def test_warm_up_without_restore_would_differ():
 
 def test_fit_falls_back_on_a_cpu_saying_why(tmp_path, tiny_market, capsys):
     from reidlab.datasets import load_dataset
-    from reidlab.train import fit, load_history
+    from reidlab.runs import load_history
+    from reidlab.train import fit
     dataset = load_dataset("market1501", tiny_market, verbose=False)
     cfg = tiny_cfg(backbone="resnet18", epochs=1, warmup_epochs=2, milestones=(2,), num_workers=0, progress=False)
     fit(cfg, tmp_path / "eager", dataset=dataset)
@@ -116,7 +117,8 @@ def test_fit_falls_back_on_a_cpu_saying_why(tmp_path, tiny_market, capsys):
 def test_a_run_resumes_with_cuda_graph_flipped(tmp_path, tiny_market):
     """cuda_graph changes no math: a checkpoint resumes under the other setting (config.json says which ran last)."""
     from reidlab.datasets import load_dataset
-    from reidlab.train import fit, load_history
+    from reidlab.runs import load_history
+    from reidlab.train import fit
     dataset = load_dataset("market1501", tiny_market, verbose=False)
     cfg = tiny_cfg(backbone="resnet18", epochs=2, warmup_epochs=2, milestones=(2,), checkpoint_every=1,
                    num_workers=0, progress=False)
@@ -185,7 +187,8 @@ def test_captured_step_matches_eager_on_a_gpu(amp):
                     reason="no CUDA GPU: fit with the captured step is checked on a GPU (python -m reidlab gpucheck)")
 def test_fit_with_the_graph_resumes_on_a_gpu(tmp_path, tiny_market, capsys):
     from reidlab.datasets import load_dataset
-    from reidlab.train import fit, load_history
+    from reidlab.runs import load_history
+    from reidlab.train import fit
     dataset = load_dataset("market1501", tiny_market, verbose=False)
     cfg = tiny_cfg(device="cuda", amp="bf16", channels_last=True, data_path="resident", cuda_graph=True, epochs=3,
                    warmup_epochs=2, milestones=(3,), checkpoint_every=1, num_workers=0, progress=False)

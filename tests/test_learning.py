@@ -5,7 +5,8 @@ against their images, a schedule stuck at 0) leaves the run near the untrained r
 import pytest
 
 from reidlab.ablate import build_config, evaluate_untrained
-from reidlab.train import fit, load_history
+from reidlab.runs import load_history
+from reidlab.train import fit
 
 
 @pytest.mark.slow

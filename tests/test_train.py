@@ -7,7 +7,8 @@ import torch
 from reidlab.config import PRESETS
 from reidlab.datasets import load_dataset
 from reidlab import train as train_module
-from reidlab.train import TrainingDiverged, fit, load_history
+from reidlab.runs import load_history
+from reidlab.train import TrainingDiverged, fit
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import contextlib
 import time
 import traceback
 
-import torch
+
+from reidlab.runs import RunFolder
 
 NAME = "fit"
 CAP_S = 90
@@ -23,7 +24,8 @@ def largest_weight_difference(a: dict, b: dict) -> float:
 
 def fit_once(bench, run: str, graph: bool, epochs: int, out) -> dict:
     """One fit run into `out`; the resumed run is stopped before its last epoch, then fit again."""
-    from reidlab.train import fit, load_history
+    from reidlab.runs import load_history
+    from reidlab.train import fit
     resumed = "resumed" in run
     cfg = bench.cfg(bench.backbones[0], amp="bf16", channels_last=True, data_path="resident", cuda_graph=graph,
                     epochs=epochs, warmup_epochs=2, milestones=(epochs,), device=str(bench.device),
@@ -48,7 +50,7 @@ def measure(bench, record) -> None:
     runs = []
     record.part(NAME, runs=runs)
     epochs = 2 if bench.quick else 3
-    first = bench.scratch / "fit_0" / "checkpoint.pt"
+    first = RunFolder(bench.scratch / "fit_0")
     for run, graph in (("graph", True), (f"graph, resumed after epoch {epochs - 1}", True), ("eager", False)):
         out = bench.scratch / f"fit_{len(runs)}"
         try:
@@ -57,9 +59,9 @@ def measure(bench, record) -> None:
             traceback.print_exc()
             row = dict(run=run, error=f"{type(e).__name__}: {e}"[:300])
         else:
-            if runs and first.exists():  # against the straight graph run
-                weights = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
-                reference = torch.load(first, map_location="cpu", weights_only=False)["model"]
+            if runs and first.has_checkpoint():  # against the straight graph run
+                weights = RunFolder(out).load_checkpoint(map_location="cpu")[0]["model"]
+                reference = first.load_checkpoint(map_location="cpu")[0]["model"]
                 row["max_weight_diff_vs_graph"] = largest_weight_difference(reference, weights)
         runs.append(row)
         record.part(NAME, runs=runs)
