@@ -142,7 +142,7 @@ def main(argv=None) -> None:
             overrides["backbone"] = args.backbone
     overrides.update(sets)
 
-    from reidlab.ablate import build_config
+    from reidlab.profiles import build_config
     cfg = build_config("bot", profile, overrides, dataset=dataset)
     print(f"{cfg.dataset}, {cfg.backbone}, {cfg.image_size[0]}x{cfg.image_size[1]}, P x K = {cfg.P} x {cfg.K}, "
           f"{cfg.epochs} epochs, data_path {cfg.data_path}, amp {cfg.amp}; N = {jobs}", flush=True)

@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from reidlab.ablate import build_config, run_grid
+from reidlab.ablate import run_grid
+from reidlab.profiles import build_config
 from reidlab.config import parse_sets
 from reidlab.paths import RESULTS_ROOT, resolve
 

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -38,7 +38,9 @@ out_dir: str = "runs/experiment"  # relative paths start at the repository root
 # %%
 import pandas as pd
 
-from reidlab.ablate import add_metrics, build_config, evaluate_cross_domain, extract_test_features, read_finished
+from reidlab.evaluations import evaluate_cross_domain, extract_test_features
+from reidlab.profiles import build_config
+from reidlab.runs import RunFolder, read_finished
 from reidlab.paths import resolve
 from reidlab.results import intra_inter_ratio
 from reidlab.train import fit
@@ -75,7 +77,7 @@ if test_dataset:
     metrics = evaluate_cross_domain(run_dir, test_dataset)
 if intra_inter and "R" not in metrics:
     features, pids = extract_test_features(run_dir, test_dataset or None)
-    metrics = add_metrics(run_dir, R=intra_inter_ratio(features, pids))
+    metrics = RunFolder(run_dir).add_metrics(R=intra_inter_ratio(features, pids))
 
 # %%
 shown = {k: v for k, v in metrics.items() if not isinstance(v, dict)}

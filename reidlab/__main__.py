@@ -55,7 +55,7 @@ def cmd_demo(args) -> None:
 
 
 def cmd_ablate(args) -> None:
-    from reidlab.ablate import run_from_args
+    from reidlab.ablate_cli import run_from_args
     code = run_from_args(args)
     if code:
         raise SystemExit(code)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
                         "notebook per run (slower: a kernel per run)")
     p.set_defaults(func=cmd_demo)
 
-    from reidlab.ablate import add_arguments
+    from reidlab.ablate_cli import add_arguments
     p = sub.add_parser("ablate", help="run a grid of the paper's tables (or a YAML / JSON file), through papermill or directly")
     add_arguments(p)
     p.set_defaults(func=cmd_ablate)

@@ -14,7 +14,6 @@ on; --force reruns.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -23,122 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reidlab.config import FIELD_NAMES, Config, check_keys, parse_sets, suggest
+from reidlab.config import FIELD_NAMES, Config, check_keys, suggest
+from reidlab.evaluations import evaluate_cross_domain, evaluate_untrained, extract_test_features
+from reidlab.executors import (EXPERIMENT, KERNEL, describe_error, execute_notebook, notebook_parameters,
+                               prepare_processes, resolve_executor, run_in_processes, run_in_this_process)
 from reidlab.grids import UNTRAINED, build_grid
-from reidlab.paths import REPO_ROOT, resolve
-from reidlab.profiles import PROFILES, for_profile, profile_values, resolve_profile
-from reidlab.records import keep_train_identities
-from reidlab.runs import RunFolder
-
-EXPERIMENT = REPO_ROOT / "notebooks" / "experiment.ipynb"
-KERNEL = "python3"
-# the kernel's own log would bury the progress bar: a warning per start about its local TCP sockets, and an
-# "ERROR | KeyboardInterrupt caught in kernel" line when papermill stops a kernel it has finished with
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+from reidlab.paths import resolve
+from reidlab.profiles import build_config, profile_values, resolve_profile
+from reidlab.runs import RunFolder, read_finished
 
 
 class GridError(ValueError):
     """A grid that cannot run as given (unknown key, bad value); raised before any run starts."""
-
-
-# --- one run's config: reidlab.profiles.for_profile, the one builder (the notebooks and `train` call it too) ----
-
-def build_config(preset: str, profile: str = "auto", overrides: dict | None = None, smoke: bool = False,
-                 dataset: str = "", device: str = "auto") -> Config:
-    """profiles.for_profile with the overrides as a dict (what the experiment notebook's parameters hold); a
-    dataset or device among them wins over the argument, as any override does."""
-    overrides = dict(overrides or {})
-    check_keys(overrides)  # a key that is no Config field ("smoke") is a ValueError naming the nearest one
-    return for_profile(preset, profile, smoke=smoke, **{"dataset": dataset, "device": device, **overrides})
-
-
-# --- evaluation without the training loop -----------------------------------------------------------------
-
-def evaluate_split(model, cfg: Config, dataset, device) -> dict:
-    """Metrics (percent) of `model` on a dataset's query / gallery, scored as cfg says."""
-    from reidlab.evaluate import evaluate_model
-    from reidlab.gpu_eval import evaluate_on_device
-    from reidlab.loaders import build_test_loader
-
-    if cfg.data_path == "resident":
-        return evaluate_on_device(model, cfg, dataset, device)[0]
-    query, gallery = build_test_loader(dataset.query, cfg), build_test_loader(dataset.gallery, cfg)
-    metrics, _ = evaluate_model(model, query, gallery, cfg, device)
-    return metrics
-
-
-def evaluate_untrained(cfg: Config, out_dir: str | Path) -> dict:
-    """The reference row: the network of `cfg` with random weights (never ImageNet's), evaluated as built.
-
-    Writes a run folder like fit's (config.json, an empty history.jsonl, metrics.json with epochs 0)."""
-    from reidlab.datasets import load_dataset
-    from reidlab.model import build_model
-    from reidlab.train import describe_device, pick_device, seed_epoch
-
-    folder = RunFolder(out_dir)
-    cfg = cfg.replace(pretrained=None)
-    folder.save_config(cfg)
-    device = pick_device(cfg.device)
-    dataset = keep_train_identities(load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset,
-                                                 verbose=cfg.progress), cfg.train_ids)
-    seed_epoch(cfg.seed, 0)  # the same initial weights fit would start from
-    model = build_model(cfg, dataset.num_train_pids).to(device).eval()
-    metrics = evaluate_split(model, cfg, dataset, device)
-    metrics.update(epochs=0, device=describe_device(device), train_seconds=0.0,
-                   num_train_pids=dataset.num_train_pids)
-    folder.write_empty_history()
-    folder.write_metrics(metrics)
-    return metrics
-
-
-def extract_test_features(run_dir: str | Path, dataset_name: str | None = None):
-    """(features (N, D), pids (N,)) of a trained run on query + gallery (its own dataset by default), as the
-    run scores them (test feature, normalised when cfg.normalize_features)."""
-    import torch.nn.functional as F
-
-    from reidlab.datasets import load_dataset
-    from reidlab.evaluate import extract_features
-    from reidlab.inference import load_run
-    from reidlab.loaders import build_test_loader
-
-    model, cfg = load_run(run_dir, device="auto")
-    device = next(model.parameters()).device
-    name = dataset_name or cfg.dataset
-    dataset = load_dataset(name, resolve(cfg.data_root) / name, verbose=False)
-    if cfg.data_path == "resident":  # from device memory (reidlab.gpu_eval), in fp32 as below
-        from reidlab.gpu_eval import extract_device_features
-        feats, pids, _, _ = extract_device_features(model, cfg.replace(amp="none", progress=False), dataset, device)
-    else:
-        loader = build_test_loader(list(dataset.query) + list(dataset.gallery), cfg)
-        feats, pids, _ = extract_features(model, loader, device, flip=cfg.flip_test, progress=False)
-    if cfg.normalize_features or cfg.distance == "cosine":
-        feats = F.normalize(feats, dim=1)
-    return feats, pids
-
-
-def evaluate_cross_domain(run_dir: str | Path, test_dataset: str) -> dict:
-    """Evaluate a trained run on another dataset's query / gallery (CVPRW Table 3) and rewrite its metrics.json:
-    rank1 / mAP / mINP become the target domain's, the source domain's move under "source"."""
-    from reidlab.datasets import load_dataset
-    from reidlab.inference import load_run
-
-    folder = RunFolder(run_dir)
-    metrics = folder.metrics()
-    if metrics.get("test_dataset") == test_dataset:
-        return metrics
-    model, cfg = load_run(folder.path, device="auto")
-    device = next(model.parameters()).device
-    target = load_dataset(test_dataset, resolve(cfg.data_root) / test_dataset, verbose=cfg.progress)
-    cross = evaluate_split(model, cfg, target, device)
-    source = {k: metrics.pop(k) for k in list(metrics) if k in cross}
-    metrics = {**cross, "test_dataset": test_dataset, "train_dataset": cfg.dataset, "source": source, **metrics}
-    folder.write_metrics(metrics)
-    return metrics
-
-
-def add_metrics(run_dir: str | Path, **values) -> dict:
-    """Add values (R, ...) to a run's metrics.json, atomically; returns the updated metrics."""
-    return RunFolder(run_dir).add_metrics(**values)
 
 
 # --- the batch ----------------------------------------------------------------------------------------------
@@ -176,21 +71,6 @@ class Report:
             lines.append(f"{len(self.filled)} finished run(s) given their executed notebook (read, not retrained)")
         lines += [f"  FAILED {name}: {error}" for name, error in self.failed.items()]
         return "\n".join(lines)
-
-
-def notebook_parameters(notebook: str | Path = EXPERIMENT) -> tuple[str, ...]:
-    """The names the notebook's `parameters` cell declares (papermill.inspect_notebook; without papermill, the
-    cell read directly)."""
-    notebook = Path(notebook)
-    if not notebook.exists():
-        raise FileNotFoundError(f"{notebook} not found; make it from its .py pair: "
-                                f"jupytext --to ipynb {notebook.with_suffix('.py')}")
-    try:
-        import papermill
-    except ImportError:
-        from reidlab.executors import read_notebook_parameters
-        return read_notebook_parameters(notebook)
-    return tuple(papermill.inspect_notebook(str(notebook)))
 
 
 def split_parameters(grid: str, spec: dict, declared: tuple[str, ...]) -> dict:
@@ -307,21 +187,6 @@ def check_datasets(runs: list[Run]) -> None:
                             f"or --set P={n} for every run), or train on a larger dataset (--dataset)")
 
 
-def read_finished(cfg: Config, folder: str | Path) -> dict | None:
-    """The metrics of a finished run of `cfg` in `folder`, which is then only read (neither trained nor scored
-    again), else None. Raises when the folder holds a finished run of another config."""
-    run_folder = RunFolder(folder)
-    if not run_folder.finished():
-        return None
-    changed = run_folder.changed(cfg)
-    if changed == ["epochs"]:
-        return None  # fit trains the run further: reidlab.train.check_resume_config
-    if changed:
-        raise ValueError(f"{run_folder.path} holds a finished run with another config ({', '.join(changed)} "
-                         f"differ); use another out_dir, or delete the folder to start over")
-    return run_folder.metrics()
-
-
 def execute_direct(run: Run, folder: Path) -> dict:
     """The experiment notebook's cells without Jupyter: read a finished run or train it (fit), then the
     cross-domain test and R when the run asks for them. Writes all the notebook writes but the executed notebook."""
@@ -336,7 +201,7 @@ def execute_direct(run: Run, folder: Path) -> dict:
     if run.parameters.get("intra_inter") and "R" not in metrics:
         from reidlab.results import intra_inter_ratio
         features, pids = extract_test_features(folder, test_dataset or None)
-        metrics = add_metrics(folder, R=intra_inter_ratio(features, pids))
+        metrics = RunFolder(folder).add_metrics(R=intra_inter_ratio(features, pids))
     return metrics
 
 
@@ -352,20 +217,7 @@ def execute_run(run: Run, folder: Path, notebook: Path, kernel_name: str, execut
     if executor == "direct":
         execute_direct(run, folder)
         return
-    import papermill
-
-    papermill.execute_notebook(str(notebook), str(folder / notebook.name),
-                               parameters={**run.parameters, "out_dir": str(folder)},
-                               kernel_name=kernel_name, progress_bar=False, cwd=str(REPO_ROOT),
-                               extra_arguments=KERNEL_ARGUMENTS)
-
-
-def describe_error(e: BaseException) -> str:
-    # papermill's error carries the notebook's exception: its name and message are what a reader needs
-    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
-    if ename:
-        return f"{ename}: {evalue}"
-    return f"{type(e).__name__}: {e}"
+    execute_notebook(notebook, folder, {**run.parameters, "out_dir": str(folder)}, kernel_name)
 
 
 def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = None, out: str | Path = "results/runs",
@@ -379,8 +231,6 @@ def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = N
     extra seeds, as `make demo` runs them).
     """
     from tqdm.auto import tqdm
-
-    from reidlab.executors import resolve_executor
 
     if not isinstance(jobs, int) or jobs < 1:
         raise GridError(f"jobs={jobs!r} must be an int >= 1")
@@ -405,39 +255,30 @@ def run_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = N
             bar.write(f"FAILED {runs[i].name}: {outcome[1]}", file=sys.stderr)
         bar.update()
 
-    if jobs == 1:
-        for i, run in enumerate(runs):
-            bar.set_postfix_str(run.name)
-            finish(i, run_one(run, out, notebook, kernel_name, executor, force))
-    else:
-        import torch
+    # the same with any `jobs`: finished runs are skipped here; the rest run in this process (jobs 1) or in
+    # `jobs` worker processes, whose training sets are decoded once here rather than by each at once
+    todo = []  # (run index, arguments of run_one)
+    for i, run in enumerate(runs):
+        if not force and needs_nothing(run, run.folder(out), notebook, executor):
+            finish(i, ("skipped", ""))
+        else:
+            todo.append((i, (run, out, notebook, kernel_name, executor, force)))
+    if jobs > 1 and todo:
+        prepare_processes([runs[i].config for i, _ in todo], progress)
+    running = set()
 
-        from reidlab.executors import mps_status, run_in_processes
+    def started(k: int) -> None:
+        running.add(runs[todo[k][0]].name)
+        bar.set_postfix_str(", ".join(sorted(running)))
 
-        if torch.cuda.is_available():
-            print(mps_status(), file=sys.stderr)
-        from reidlab.gpu_eval import decode_ahead
-        decode_ahead([run.config for run in runs], progress=progress)  # once here, not once per process at once
-        running = set()
-
-        def started(i: int) -> None:
-            running.add(runs[i].name)
-            bar.set_postfix_str(", ".join(sorted(running)))
-
-        todo = []  # (run index, arguments of run_one): finished runs are skipped here, without a process
-        for i, run in enumerate(runs):
-            if not force and needs_nothing(run, run.folder(out), notebook, executor):
-                finish(i, ("skipped", ""))
-            else:
-                todo.append((i, (run, out, notebook, kernel_name, executor, force)))
-        for k, outcome in run_in_processes(run_one, [args for _, args in todo], jobs,
-                                           on_start=lambda k: started(todo[k][0])):
-            i = todo[k][0]
-            running.discard(runs[i].name)
-            bar.set_postfix_str(", ".join(sorted(running)))
-            if isinstance(outcome, BaseException):  # the process died (out of memory?): no outcome came back
-                outcome = ("failed", f"{describe_error(outcome)} (see {runs[i].folder(out)})")
-            finish(i, outcome)
+    runner = run_in_processes if jobs > 1 else run_in_this_process
+    for k, outcome in runner(run_one, [args for _, args in todo], jobs, on_start=started):
+        i = todo[k][0]
+        running.discard(runs[i].name)
+        bar.set_postfix_str(", ".join(sorted(running)))
+        if isinstance(outcome, BaseException):  # the process died (out of memory?): no outcome came back
+            outcome = ("failed", f"{describe_error(outcome)} (see {runs[i].folder(out)})")
+        finish(i, outcome)
     bar.close()
     for i, run in enumerate(runs):  # the report lists runs in the grid's order, however they finished
         status, error = outcomes[i]
@@ -483,60 +324,7 @@ def run_one(run: Run, out: Path, notebook: Path, kernel_name: str, executor: str
         return "failed", f"{describe_error(e)} (see {folder})"
 
 
-# --- command line -------------------------------------------------------------------------------------------
+if __name__ == "__main__":  # python -m reidlab.ablate: the command line lives in reidlab.ablate_cli (which imports
+    import runpy             # this module, so it runs by name here rather than being imported back)
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reidlab.grids import GRIDS
-
-    parser.add_argument("grid", help=f"one of: {', '.join(GRIDS)}; or a YAML (or JSON) file of runs")
-    parser.add_argument("--dataset", default="", help="train dataset (default: Market-1501 when prepared, "
-                                                      "else synthetic; the smoke profile: synthetic_small)")
-    parser.add_argument("--test-dataset", default="", help="cross_domain: the dataset to test on")
-    parser.add_argument("--seeds", type=int, default=1, help="run each row with seed 0..N-1 (tables: mean +- std)")
-    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="change a Config field in every run")
-    parser.add_argument("--out", default="results/runs", help="runs go to OUT/<grid>/<run>/")
-    parser.add_argument("--profile", choices=PROFILES, default="auto",
-                        help="cpu: small synthetic profile; full: the paper's recipe; smoke: seconds; "
-                             "auto: full with CUDA and Market-1501, else cpu")
-    parser.add_argument("--force", action="store_true", help="rerun finished runs (their folders are deleted)")
-    parser.add_argument("--table", action="store_true", help="then build the table beside the paper's")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="run N rows at once, in N worker processes. Default 1: on a 2-core CPU two smoke rows "
-                             "side by side gave 0.6x the aggregate images/s of one (each worker's start and torch "
-                             "import outweigh short runs; results/benchmarks/ablate_jobs_cpu.md); on a GPU, N = 2 or 4 "
-                             "may fill what one run leaves idle, not yet measured: benchmarks/ablate_jobs.py there")
-    parser.add_argument("--executor", choices=("auto", "papermill", "direct"), default="auto",
-                        help="papermill: execute notebooks/experiment.ipynb per run; direct: train through "
-                             "reidlab.train.fit without Jupyter (run papermill over the finished folder later for "
-                             "the executed notebooks: it only reads them); auto: papermill when installed")
-
-
-def run_from_args(args) -> int:
-    try:
-        report = run_grid(args.grid, dataset=args.dataset, seeds=args.seeds, sets=parse_sets(args.set),
-                          out=args.out, profile=args.profile, force=args.force, test_dataset=args.test_dataset,
-                          jobs=args.jobs, executor=args.executor)
-    except (GridError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    if args.table:
-        from reidlab.results import build_table, format_table, write_table
-        name, dataset = report.runs[0].grid, report.runs[0].config.dataset
-        table = build_table(name, dataset, root=args.out)
-        print(format_table(table))
-        for path in write_table(table, name, dataset):
-            print(f"wrote {path}")
-    return 0 if report.ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reidlab.ablate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("reidlab.ablate_cli", run_name="__main__")

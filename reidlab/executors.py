@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 EXECUTORS = ("auto", "papermill", "direct")
+EXPERIMENT = Path(__file__).resolve().parents[1] / "notebooks" / "experiment.ipynb"  # what papermill executes per run
+KERNEL = "python3"
+# the kernel's own log would bury the progress bar: a warning per start about its local TCP sockets, and an
+# "ERROR | KeyboardInterrupt caught in kernel" line when papermill stops a kernel it has finished with
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 MPS_PIPE = "/tmp/nvidia-mps"  # nvidia-cuda-mps-control's default pipe directory
 
 
@@ -61,6 +66,38 @@ def read_notebook_parameters(notebook: str | Path) -> tuple[str, ...]:
     raise ValueError(f"{notebook} has no code cell tagged 'parameters'")
 
 
+def notebook_parameters(notebook: str | Path = EXPERIMENT) -> tuple[str, ...]:
+    """The names the notebook's `parameters` cell declares (papermill.inspect_notebook; without papermill, the
+    cell read directly)."""
+    notebook = Path(notebook)
+    if not notebook.exists():
+        raise FileNotFoundError(f"{notebook} not found; make it from its .py pair: "
+                                f"jupytext --to ipynb {notebook.with_suffix('.py')}")
+    try:
+        import papermill
+    except ImportError:
+        from reidlab.executors import read_notebook_parameters
+        return read_notebook_parameters(notebook)
+    return tuple(papermill.inspect_notebook(str(notebook)))
+
+
+def execute_notebook(notebook: Path, folder: Path, parameters: dict, kernel_name: str = KERNEL) -> None:
+    """papermill: `notebook` executed with `parameters` into folder/<its name>, from the repository's root."""
+    import papermill
+
+    papermill.execute_notebook(str(notebook), str(folder / notebook.name), parameters=parameters,
+                               kernel_name=kernel_name, progress_bar=False, cwd=str(EXPERIMENT.parents[1]),
+                               extra_arguments=KERNEL_ARGUMENTS)
+
+
+def describe_error(e: BaseException) -> str:
+    # papermill's error carries the notebook's exception: its name and message are what a reader needs
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    return f"{type(e).__name__}: {e}"
+
+
 def mps_status() -> str:
     """One line on CUDA MPS (several processes' kernels on one GPU at once), which is used only when it runs."""
     pipe = os.environ.get("CUDA_MPS_PIPE_DIRECTORY", MPS_PIPE)
@@ -68,6 +105,29 @@ def mps_status() -> str:
         return f"CUDA MPS is running (pipe {pipe}): the runs' kernels share the GPU concurrently"
     return ("CUDA MPS is not running: the runs time-slice the GPU (start it with `nvidia-cuda-mps-control -d` "
             "to let their kernels overlap)")
+
+
+def prepare_processes(configs: Sequence, progress: bool = True) -> None:
+    """Before runs start side by side: say whether CUDA MPS runs (on a GPU) and decode their training and test
+    sets once here (reidlab.gpu_eval.decode_ahead), not once per process at the same time."""
+    import sys
+
+    import torch
+
+    from reidlab.gpu_eval import decode_ahead
+
+    if torch.cuda.is_available():
+        print(mps_status(), file=sys.stderr)
+    decode_ahead(list(configs), progress=progress)
+
+
+def run_in_this_process(fn: Callable, jobs: Sequence[tuple], workers: int = 1,
+                        on_start: Callable[[int], None] | None = None) -> Iterator[tuple[int, object]]:
+    """run_in_processes' contract, one call after another in this process (`workers` is ignored)."""
+    for index, args in enumerate(jobs):
+        if on_start:
+            on_start(index)
+        yield index, fn(*args)
 
 
 def run_in_processes(fn: Callable, jobs: Sequence[tuple], workers: int,

@@ -99,3 +99,12 @@ def for_profile(preset: str | Config, profile: str = "auto", /, dataset: str = "
     values["device"] = device
     cfg = ensure_warm_epochs(cfg.replace(**values)).replace(**overrides)
     return with_cpu_precision(cfg, overrides) if chosen == "cpu" else cfg
+
+
+def build_config(preset: str, profile: str = "auto", overrides: dict | None = None, smoke: bool = False,
+                 dataset: str = "", device: str = "auto") -> Config:
+    """profiles.for_profile with the overrides as a dict (what the experiment notebook's parameters hold); a
+    dataset or device among them wins over the argument, as any override does."""
+    overrides = dict(overrides or {})
+    check_keys(overrides)  # a key that is no Config field ("smoke") is a ValueError naming the nearest one
+    return for_profile(preset, profile, smoke=smoke, **{"dataset": dataset, "device": device, **overrides})

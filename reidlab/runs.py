@@ -293,6 +293,21 @@ class RunFolder:
         return folder
 
 
+def read_finished(cfg: Config, folder: str | Path) -> dict | None:
+    """The metrics of a finished run of `cfg` in `folder`, which is then only read (neither trained nor scored
+    again), else None. Raises when the folder holds a finished run of another config."""
+    run_folder = RunFolder(folder)
+    if not run_folder.finished():
+        return None
+    changed = run_folder.changed(cfg)
+    if changed == ["epochs"]:
+        return None  # fit trains the run further: reidlab.train.check_resume_config
+    if changed:
+        raise ValueError(f"{run_folder.path} holds a finished run with another config ({', '.join(changed)} "
+                         f"differ); use another out_dir, or delete the folder to start over")
+    return run_folder.metrics()
+
+
 def is_finished(run_dir: str | Path) -> bool:
     return RunFolder(run_dir).finished()
 

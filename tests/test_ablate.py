@@ -7,8 +7,9 @@ import pytest
 import torch
 from papermill.exceptions import PapermillExecutionError
 
-from reidlab import ablate
-from reidlab.ablate import GridError, build_config, plan_grid, run_grid
+from reidlab import ablate_cli, evaluations
+from reidlab.ablate import GridError, plan_grid, run_grid
+from reidlab.profiles import build_config
 from reidlab.config import CPU_PROFILE, PRESETS, SMOKE_PROFILE
 from reidlab.grids import GRIDS
 
@@ -50,7 +51,7 @@ def test_grid_end_to_end_with_papermill(tmp_path, monkeypatch):
 
     # cross-domain plumbing: testing a run on its own dataset must give its own metrics back
     before = json.loads((out / "two" / "a" / "metrics.json").read_text())
-    cross = ablate.evaluate_cross_domain(out / "two" / "a", SMOKE_PROFILE["dataset"])
+    cross = evaluations.evaluate_cross_domain(out / "two" / "a", SMOKE_PROFILE["dataset"])
     assert cross["test_dataset"] == SMOKE_PROFILE["dataset"]
     for key in ("rank1", "mAP", "mINP"):
         assert cross[key] == pytest.approx(before[key]) == pytest.approx(cross["source"][key])
@@ -118,7 +119,7 @@ def test_typo_stops_the_batch_before_any_run(tmp_path, fake):
 def test_failed_run_reported_others_go_on_then_resume(tmp_path, fake, capsys):
     grid, out = two_runs(tmp_path, "  - name: c\n"), tmp_path / "runs"
     fake.fail = {"b"}
-    code = ablate.main([grid, "--profile", "smoke", "--out", str(out)])
+    code = ablate_cli.main([grid, "--profile", "smoke", "--out", str(out)])
     assert code == 1
     printed = capsys.readouterr().out
     assert "2 run(s) done, 0 skipped" in printed and "1 failed" in printed
@@ -195,7 +196,7 @@ def test_every_named_grid_plans(tmp_path):
 def test_untrained_row_is_the_built_model_evaluated(tmp_path):
     torch.set_num_threads(1)
     cfg = build_config("bot", smoke=True, overrides={"progress": False, "image_size": [32, 16]})
-    metrics = ablate.evaluate_untrained(cfg, tmp_path / "untrained")
+    metrics = evaluations.evaluate_untrained(cfg, tmp_path / "untrained")
     assert metrics["epochs"] == 0
     saved = json.loads((tmp_path / "untrained" / "config.json").read_text())
     assert saved["pretrained"] is None and (tmp_path / "untrained" / "history.jsonl").read_text() == ""
@@ -207,7 +208,7 @@ def test_untrained_row_is_the_built_model_evaluated(tmp_path):
     dataset = load_dataset(cfg.dataset, verbose=False)
     seed_epoch(cfg.seed, 0)
     model = build_model(cfg.replace(pretrained=None), dataset.num_train_pids).eval()
-    expected = ablate.evaluate_split(model, cfg, dataset, "cpu")
+    expected = evaluations.evaluate_split(model, cfg, dataset, "cpu")
     assert metrics["mAP"] == pytest.approx(expected["mAP"]) and metrics["rank1"] == pytest.approx(expected["rank1"])
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reidlab.ablate import build_config
+from reidlab.profiles import build_config
 from reidlab.collapse import SPREAD_MIN, diagnose, feature_spread, loss_signs
 from reidlab.results import build_table, trick_verdicts
 from reidlab.runs import load_history

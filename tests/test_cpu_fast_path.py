@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from reidlab.ablate import build_config
+from reidlab.profiles import build_config
 from reidlab.config import CPU_PROFILE, PRESETS
 from reidlab.cpu import fastest_amp, has_bf16_units
 from reidlab.losses import CenterLoss

@@ -9,7 +9,7 @@ import papermill
 import pytest
 
 from reidlab import ablate, demo
-from reidlab.ablate import build_config
+from reidlab.profiles import build_config
 
 # mAP = 40 + 8 x seed (the seed's luck, shared by every row) + what each trick adds here
 EFFECT = {"warmup": (5.0, 5.2, 4.9), "random_erasing": (-1.0, 1.5, -0.2)}  # helps; cannot tell

@@ -53,7 +53,7 @@ def direct_serial(grids):
     code = ("import sys\n"
             "for name in ('papermill', 'nbclient', 'ipykernel', 'jupyter_client', 'IPython', 'yaml'):\n"
             "    sys.modules[name] = None\n"
-            "from reidlab.ablate import main\n"
+            "from reidlab.ablate_cli import main\n"
             f"sys.exit(main({[three, *args, '--out', str(out), '--executor', 'auto']!r}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -161,7 +161,8 @@ def test_json_grid_plans_as_yaml_without_pyyaml(tmp_path, monkeypatch):
 
 
 def test_read_finished_reads_only_a_run_of_the_same_config(tmp_path):
-    from reidlab.ablate import build_config, read_finished
+    from reidlab.profiles import build_config
+    from reidlab.runs import read_finished
     cfg = build_config("bot", smoke=True, overrides={"progress": False})
     assert read_finished(cfg, tmp_path) is None
     cfg.save(tmp_path / "config.json")

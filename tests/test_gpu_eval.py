@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from reidlab import gpu_eval
-from reidlab.ablate import build_config, evaluate_split
+from reidlab.evaluations import evaluate_split
+from reidlab.profiles import build_config
 from reidlab.datasets import load_dataset
 from reidlab.evaluate import evaluate_model, extract_features
 from reidlab.gpu_eval import decode_ahead, evaluate_on_device, extract_device_features, load_test_set

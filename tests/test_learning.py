@@ -4,7 +4,8 @@ A regression that breaks learning (a loss with the wrong sign, an optimiser that
 against their images, a schedule stuck at 0) leaves the run near the untrained reference and fails here."""
 import pytest
 
-from reidlab.ablate import build_config, evaluate_untrained
+from reidlab.evaluations import evaluate_untrained
+from reidlab.profiles import build_config
 from reidlab.runs import load_history
 from reidlab.train import fit
 

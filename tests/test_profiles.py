@@ -1,7 +1,7 @@
 """One builder: `reidlab train`, the batch runner and the notebooks get the same Config for the same request."""
 import pytest
 
-from reidlab import ablate, notebook, profiles
+from reidlab import notebook, profiles
 from reidlab.__main__ import build_config as train_config
 from reidlab.__main__ import main
 from reidlab.config import FIELD_NAMES, PRESETS, Config, suggest
@@ -26,7 +26,7 @@ def as_sets(dataset: str, overrides: dict) -> list[str]:
 @pytest.mark.parametrize("preset, profile, dataset, overrides", CASES)
 def test_three_entry_points_build_the_same_config(preset, profile, dataset, overrides):
     one = for_profile(preset, profile, dataset=dataset, **overrides)
-    assert ablate.build_config(preset, profile, overrides, dataset=dataset) == one
+    assert profiles.build_config(preset, profile, overrides, dataset=dataset) == one
     assert notebook.run_config(preset, profile, dataset, **overrides) == one
     assert train_config(preset, profile, as_sets(dataset, overrides)) == one
     assert one.dataset == (dataset or ("synthetic_small" if profile == "smoke" else profiles.default_dataset()))
@@ -39,14 +39,14 @@ def test_train_command_accepts_every_profile(tmp_path, monkeypatch):
     for profile in PROFILES:
         main(["train", "--preset", "bnneck", "--profile", profile, "--set", "epochs=3", "--out", str(tmp_path)])
     assert seen == [notebook.run_config("bnneck", p, epochs=3) for p in PROFILES]
-    assert seen[PROFILES.index("smoke")] == ablate.build_config("bnneck", "smoke", {"epochs": 3})
+    assert seen[PROFILES.index("smoke")] == profiles.build_config("bnneck", "smoke", {"epochs": 3})
     assert seen[PROFILES.index("smoke")].dataset == "synthetic_small"
 
 
 def test_smoke_flag_and_profile_names_are_checked_the_same_everywhere():
-    assert ablate.build_config("bot", "full", smoke=True) == notebook.run_config("bot", "full", smoke=True)
+    assert profiles.build_config("bot", "full", smoke=True) == notebook.run_config("bot", "full", smoke=True)
     assert notebook.pick_profile("full", smoke=True) == "smoke"
-    for build in (lambda: for_profile("bot", "gpu"), lambda: ablate.build_config("bot", "gpu"),
+    for build in (lambda: for_profile("bot", "gpu"), lambda: profiles.build_config("bot", "gpu"),
                   lambda: notebook.run_config("bot", "gpu")):
         with pytest.raises(ValueError, match="allowed values: 'auto', 'cpu', 'full', 'smoke'"):
             build()
@@ -55,15 +55,15 @@ def test_smoke_flag_and_profile_names_are_checked_the_same_everywhere():
 
 
 def test_unknown_preset_and_key_name_the_nearest():
-    for build in (lambda: for_profile("bto"), lambda: ablate.build_config("bto"), lambda: notebook.run_config("bto")):
+    for build in (lambda: for_profile("bto"), lambda: profiles.build_config("bto"), lambda: notebook.run_config("bto")):
         with pytest.raises(ValueError, match=r"unknown preset 'bto'; did you mean 'bot'\? Presets: baseline_s"):
             build()
     with pytest.raises(SystemExit, match=r"unknown preset 'bto'; did you mean 'bot'\?"):
         train_config("bto", "smoke", [])
     with pytest.raises(ValueError, match="did you mean 'label_smoothing'"):
-        ablate.build_config("bot", "smoke", {"lable_smoothing": False})
+        profiles.build_config("bot", "smoke", {"lable_smoothing": False})
     with pytest.raises(ValueError, match="unknown config key 'smoke'"):  # not a Config field: no TypeError
-        ablate.build_config("bot", "smoke", {"smoke": True})
+        profiles.build_config("bot", "smoke", {"smoke": True})
 
 
 def test_suggest_names_the_nearest_valid_name():

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from reidlab.ablate import read_finished
+from reidlab.runs import read_finished
 from reidlab.config import Config, neutral_fields
 from reidlab.runs import CHECKPOINT, PREVIOUS, RunFolder
 from reidlab.train import check_resume_config
