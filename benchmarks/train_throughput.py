@@ -42,7 +42,7 @@ from reidlab.datasets import Record, ReidDataset
 from reidlab.losses import CenterLoss
 from reidlab.paths import DATA_ROOT, REPO_ROOT, RESULTS_ROOT
 from reidlab.schedule import build_optimizer
-from reidlab.train import train_step
+from reidlab.train import TrainState, train_step
 
 MARKET_COUNTS = dict(train_ids=751, train=12_936, query=3_368, gallery=15_913)
 AUTHORS = {  # bot_paper.md section 10
@@ -157,7 +157,7 @@ def time_training(batches, cfg: Config, num_classes: int, device: torch.device, 
     center = CenterLoss(num_classes, model.feature_dim).to(device) if cfg.center_loss else None
     center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr) if center else None
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    train_one = functools.partial(train_step, cfg, step_model, center, center, optimizer, center_opt, scaler)
+    train_one = functools.partial(train_step, cfg, TrainState(model, optimizer, center, center_opt, scaler, step_model))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 

