@@ -7,9 +7,9 @@ changes one; the step is reidlab.train.train_step, the one fit trains with):
       bf16 autocast, channels_last; (c) the same with torch.compile (--compile).
 Then one evaluation (features, distances, CMC / mAP) and k-reciprocal re-ranking, timed.
 
-Data: Market-1501 when --market is given or (without --quick) found in data/ or ../shared; otherwise random
-JPEG-like images with Market's counts (751 ids / 12,936 train, 3,368 query, 15,913 gallery, 128x64) in a
-temporary folder.
+Data: Market-1501 when --market is given or (without --quick) found in data/, .device/ or ../shared (the same
+search as `reidlab gpucheck`: reidlab.gpucheck.data); otherwise random photo-like JPEGs in Market's layout, about
+its size (751 ids x 17 = 12,767 train images, 750 test ids; 128x64) in a temporary folder.
 
     python benchmarks/train_throughput.py --quick              # CPU: resnet18, 64x32, P x K = 8 x 4, 3 steps
     python benchmarks/train_throughput.py --compile            # GPU, the full recipe
@@ -29,22 +29,19 @@ import shlex
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
-from PIL import Image
 
 from reidlab.config import Config, parse_sets
-from reidlab.datasets import Record, ReidDataset
+from reidlab.datasets import ReidDataset, load_dataset
+from reidlab.gpucheck.data import find_market, unpack_market, write_random_market
 from reidlab.losses import CenterLoss
-from reidlab.paths import DATA_ROOT, REPO_ROOT, RESULTS_ROOT
+from reidlab.paths import DATA_ROOT, RESULTS_ROOT
 from reidlab.schedule import build_optimizer
 from reidlab.train import TrainState, train_step
 
-MARKET_COUNTS = dict(train_ids=751, train=12_936, query=3_368, gallery=15_913)
 AUTHORS = {  # bot_paper.md section 10
     "train": "about 80 s per epoch on one GTX 1080 Ti (141 images/s on two); Baseline-S 30.9 s, 379 images/s "
              "on one RTX 2080 Ti",
@@ -78,52 +75,16 @@ def parse_args(argv=None):
 
 # --- data ---------------------------------------------------------------------------------------------
 
-def write_jpeg(path: Path, rng: np.random.Generator, size=(128, 64)) -> None:
-    """A random image that compresses like a photo: smooth colour blobs plus sensor-like noise."""
-    small = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
-    base = np.asarray(Image.fromarray(small).resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32)
-    noisy = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
-    Image.fromarray(noisy).save(path, quality=90)
-
-
-def make_random_market(root: Path, train_ids: int, train: int, query: int, gallery: int, seed: int = 0) -> ReidDataset:
-    """Random JPEGs with Market's counts: train pids 0..N-1; each test id has queries on camera 0 and gallery
-    shots on cameras 1-5, so every query has a cross-camera match."""
-    rng = np.random.default_rng(seed)
-    test_ids = max(1, min(query, train_ids))
-    plan = ([("train", i % train_ids, int(rng.integers(6))) for i in range(train)]
-            + [("query", i % test_ids, 0) for i in range(query)]
-            + [("gallery", i % test_ids, 1 + int(rng.integers(5))) for i in range(gallery)])
-    splits = {"train": [], "query": [], "gallery": []}
-    for i, (split, pid, cam) in enumerate(plan):
-        splits[split].append(Record(str(root / split / f"{pid:04d}_c{cam + 1}s1_{i:06d}_00.jpg"), pid, cam))
-    for split in splits:
-        (root / split).mkdir(parents=True, exist_ok=True)
-    seeds = rng.integers(0, 2**32, len(plan))
-    records = [r for s in splits.values() for r in s]
-    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        list(pool.map(lambda a: write_jpeg(Path(a[0].path), np.random.default_rng(a[1])), zip(records, seeds)))
-    return ReidDataset("random_market", splits["train"], splits["query"], splits["gallery"])
-
-
-def find_market(arg: str | None, quick: bool) -> Path | None:
-    """--market if given; else (not with --quick) an extracted copy in data/ or the archive in ../shared."""
-    if arg:
-        return Path(arg)
-    if quick:
-        return None
-    shared = REPO_ROOT.parent / "shared" / "datasets" / "market1501" / "market1501.tar.xz"
-    for candidate in (DATA_ROOT / "market1501", DATA_ROOT / "Market-1501-v15.09.15", shared):
-        if candidate.exists():
-            return candidate
-    return None
-
-
 def load_market(path: Path) -> ReidDataset:
-    from reidlab.datasets import extract_archive, load_dataset
-    if path.is_file():  # an archive (possibly on a read-only share): extract into data/ once
-        path = extract_archive(path, into=DATA_ROOT)
-    return load_dataset("market1501", path, verbose=False)
+    """Market-1501 from a folder, or from its archive (unpacked once under data/: reidlab.gpucheck.data)."""
+    return load_dataset("market1501", unpack_market(path, DATA_ROOT / "market1501"), verbose=False)
+
+
+def random_market(root: Path, quick: bool) -> ReidDataset:
+    """Random photo-like JPEGs in Market's layout (reidlab.gpucheck.data.write_random_market), 128x64: about
+    Market's size (751 train ids x 17 = 12,767 images, 750 test ids) or, with --quick, 32 ids x 8."""
+    ids, per_id, test_ids = (32, 8, 32) if quick else (751, 17, 750)
+    return load_dataset("market1501", write_random_market(root, ids, per_id, test_ids, (128, 64)), verbose=False)
 
 
 # --- timing -------------------------------------------------------------------------------------------
@@ -295,14 +256,13 @@ def main(argv=None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="reidlab_bench_") as tmp:
         tmp = Path(tmp)
-        market = None if args.synthetic else find_market(args.market, quick)
+        market = None if args.synthetic or (quick and not args.market) else find_market(args.market)
         t0 = time.perf_counter()
         if market is not None:
             dataset, source = load_market(market), f"Market-1501 ({market})"
         else:
-            counts = (dict(train_ids=32, train=256, query=32, gallery=160) if quick else MARKET_COUNTS)
-            dataset = make_random_market(tmp / "data", **counts)
-            source = "random JPEGs, 128x64" + ("" if quick else " (Market-1501's counts)")
+            dataset = random_market(tmp / "data", quick)
+            source = "random JPEGs, 128x64" + ("" if quick else " (about Market-1501's size)")
         num_classes = len({r.pid for r in dataset.train})
         res["data"] = {"source": source, "train": len(dataset.train), "train_ids": num_classes,
                        "query": len(dataset.query), "gallery": len(dataset.gallery),

@@ -42,7 +42,9 @@ def unpack_market(path: Path, into: Path) -> Path:
 
 
 def write_random_market(root: Path, ids: int, per_id: int, test_ids: int, size: tuple[int, int]) -> Path:
-    """Random JPEGs in Market-1501's layout (never a person): `ids` train identities, `test_ids` test ones."""
+    """Random JPEGs in Market-1501's layout (never a person): `ids` train identities, `test_ids` test ones, each
+    image `per_id` times. They compress like photos (smooth colour blobs plus sensor-like noise), so decoding them
+    costs about what decoding Market's does (benchmarks/train_throughput.py times the JPEG loader on them)."""
     from PIL import Image
     rng = np.random.default_rng(0)
     for folder in ("bounding_box_train", "bounding_box_test", "query"):
@@ -50,7 +52,9 @@ def write_random_market(root: Path, ids: int, per_id: int, test_ids: int, size: 
 
     def save(path: Path) -> None:
         small = rng.integers(0, 256, (max(size[0] // 8, 2), max(size[1] // 8, 2), 3), dtype=np.uint8)
-        Image.fromarray(small).resize((size[1], size[0]), Image.BILINEAR).save(path, quality=90)
+        base = np.asarray(Image.fromarray(small).resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32)
+        noisy = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(path, quality=90)
 
     n = 0
     for pid in range(1, ids + test_ids + 1):
