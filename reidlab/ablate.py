@@ -22,18 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reidlab.config import FIELD_NAMES, Config, check_keys, suggest
+from reidlab.config import Config, check_keys
 from reidlab.evaluations import evaluate_cross_domain, evaluate_untrained, extract_test_features
 from reidlab.executors import (EXPERIMENT, KERNEL, describe_error, execute_notebook, notebook_parameters,
                                prepare_processes, resolve_executor, run_in_processes, run_in_this_process)
-from reidlab.grids import UNTRAINED, build_grid
+from reidlab.grids import UNTRAINED, GridError, build_grid, split_parameters  # noqa: F401 (GridError: callers')
 from reidlab.paths import resolve
 from reidlab.profiles import build_config, profile_values, resolve_profile
 from reidlab.runs import RunFolder, read_finished
-
-
-class GridError(ValueError):
-    """A grid that cannot run as given (unknown key, bad value); raised before any run starts."""
 
 
 # --- the batch ----------------------------------------------------------------------------------------------
@@ -71,28 +67,6 @@ class Report:
             lines.append(f"{len(self.filled)} finished run(s) given their executed notebook (read, not retrained)")
         lines += [f"  FAILED {name}: {error}" for name, error in self.failed.items()]
         return "\n".join(lines)
-
-
-def split_parameters(grid: str, spec: dict, declared: tuple[str, ...]) -> dict:
-    """A run spec as notebook parameters: Config fields given at the top go into `overrides`; anything that is
-    neither a declared parameter nor a Config field raises GridError naming the nearest valid name."""
-    params, overrides = {}, dict(spec.get("overrides") or {})
-    for key, value in spec.items():
-        if key in ("name", "kind", "overrides"):
-            continue
-        if key in declared:
-            params[key] = value
-        elif key in FIELD_NAMES:
-            overrides[key] = value
-        else:
-            raise GridError(f"grid {grid}, run {spec['name']}: unknown parameter {key!r}"
-                            f"{suggest(key, declared + FIELD_NAMES)}")
-    for key in overrides:
-        if key not in FIELD_NAMES:
-            raise GridError(f"grid {grid}, run {spec['name']}: unknown config key {key!r} in overrides"
-                            f"{suggest(key, FIELD_NAMES)}")
-    params["overrides"] = overrides
-    return params
 
 
 def plan_grid(grid: str, dataset: str = "", seeds: int = 1, sets: dict | None = None, profile: str = "auto",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reidlab.config import PRESETS, TABLE1, suggest
+from reidlab.config import FIELD_NAMES, PRESETS, TABLE1, suggest
 
 # each named grid, the paper's table it reproduces (results/paper/<table>.csv)
 PAPER_TABLES = {
@@ -166,6 +166,33 @@ def read_grid_file(path: str | Path) -> tuple[str, list[dict]]:
         row.setdefault("preset", "bot")
         runs.append(row)
     return name, runs
+
+
+class GridError(ValueError):
+    """A grid that cannot run as given (unknown key, bad value); raised before any run starts."""
+
+
+
+def split_parameters(grid: str, spec: dict, declared: tuple[str, ...]) -> dict:
+    """A run spec as notebook parameters: Config fields given at the top go into `overrides`; anything that is
+    neither a declared parameter nor a Config field raises GridError naming the nearest valid name."""
+    params, overrides = {}, dict(spec.get("overrides") or {})
+    for key, value in spec.items():
+        if key in ("name", "kind", "overrides"):
+            continue
+        if key in declared:
+            params[key] = value
+        elif key in FIELD_NAMES:
+            overrides[key] = value
+        else:
+            raise GridError(f"grid {grid}, run {spec['name']}: unknown parameter {key!r}"
+                            f"{suggest(key, declared + FIELD_NAMES)}")
+    for key in overrides:
+        if key not in FIELD_NAMES:
+            raise GridError(f"grid {grid}, run {spec['name']}: unknown config key {key!r} in overrides"
+                            f"{suggest(key, FIELD_NAMES)}")
+    params["overrides"] = overrides
+    return params
 
 
 def build_grid(grid: str, dataset: str = "", test_dataset: str = "", profile_values: dict | None = None
