@@ -94,7 +94,7 @@ def run_market(out: str = MARKET_OUT, seeds: int = SEEDS, jobs: int | None = Non
     import sys
 
     from reidlab.paths import DATA_ROOT, resolve
-    from reidlab.publish import publish
+    from reidlab.publish import commit, publish
 
     if not (DATA_ROOT / "market1501").exists():
         raise SystemExit("Market-1501 is not prepared under data/market1501: run `python data_scripts/"
@@ -112,13 +112,14 @@ def run_market(out: str = MARKET_OUT, seeds: int = SEEDS, jobs: int | None = Non
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
         f.write(json.dumps({"command": " ".join(sys.argv), "seconds": round(seconds, 1), "trained": len(report.done),
-                            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+                            "commit": commit(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
     calls = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     total = sum(c["seconds"] for c in calls)
+    trained_at = ", ".join(dict.fromkeys(c["commit"] for c in calls if c.get("trained") and c.get("commit")))
     note = f"wall time summed over {len(calls)} call(s) ({out}/invocations.jsonl)" if len(calls) > 1 else ""
     command = (f"make market (python -m reidlab market: python -m reidlab.ablate tricks --dataset market1501 "
                f"--profile cpu --seeds {seeds} --jobs {jobs} --executor direct --out {out})")
-    for path in publish("tricks", "market1501", out, MARKET_TABLE, command, total, note):
+    for path in publish("tricks", "market1501", out, MARKET_TABLE, command, total, note, trained_at=trained_at):
         print(f"wrote {path}")
     print_committed(MARKET_TABLE)
     return report

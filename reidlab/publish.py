@@ -48,21 +48,25 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
-def provenance(command: str, wall_seconds: float | None, note: str = "") -> str:
-    """The Markdown lines a published table starts with."""
+def provenance(command: str, wall_seconds: float | None, note: str = "", trained_at: str = "") -> str:
+    """The Markdown lines a published table starts with; `trained_at`: the commit(s) that trained the runs, when
+    not the one that builds the table."""
     wall = "not measured" if wall_seconds is None else f"{wall_seconds / 60:.0f} min ({wall_seconds:.0f} s)"
-    lines = [f"- command: `{command}`", f"- commit: {commit()}", f"- machine: {machine()}", f"- wall time: {wall}"]
+    built = commit()
+    at = f"{built}" if not trained_at or trained_at == built else f"runs trained at {trained_at}, table built at {built}"
+    lines = [f"- command: `{command}`", f"- commit: {at}", f"- machine: {machine()}", f"- wall time: {wall}"]
     return "\n".join(lines + ([f"- {note}"] if note else []))
 
 
 def publish(grid: str, dataset: str, root: str | Path, name: str, command: str, wall_seconds: float | None,
-            note: str = "", tables: str | Path = TABLES, figures: str | Path = RESULTS_ROOT / "figures") -> list[Path]:
+            note: str = "", tables: str | Path = TABLES, figures: str | Path = RESULTS_ROOT / "figures",
+            trained_at: str = "") -> list[Path]:
     """build_table over the runs in `root`, then write_table under `name` with the provenance header."""
     from reidlab.results import build_table, write_table
 
     table = build_table(grid, dataset, root=root)
     return write_table(table, grid, dataset, tables=tables, figures=figures, name=name,
-                       header=provenance(command, wall_seconds, note))
+                       header=provenance(command, wall_seconds, note, trained_at))
 
 
 def committed_table(name: str, tables: str | Path = TABLES) -> str | None:
@@ -81,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", required=True, help="the command that made the runs (it goes in the header)")
     p.add_argument("--wall-seconds", type=float, default=None, help="how long that command ran, measured")
     p.add_argument("--note", default="", help="one more line for the header")
+    p.add_argument("--trained-at", default="", help="the commit(s) that trained the runs, when not this one")
     args = p.parse_args(argv)
     try:
         paths = publish(args.grid, args.dataset, args.root, args.name or f"{args.grid}_{args.dataset}",
-                        args.command, args.wall_seconds, args.note)
+                        args.command, args.wall_seconds, args.note, trained_at=args.trained_at)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -80,15 +80,17 @@ def test_market_sums_the_wall_time_of_every_call(monkeypatch, tmp_path):
     monkeypatch.setattr("reidlab.paths.DATA_ROOT", tmp_path / "data")
     monkeypatch.setattr(demo, "run_grid", lambda *a, **k: Report(runs=[], done=["a"], skipped=[], failed={}))
     published = []
-    monkeypatch.setattr("reidlab.publish.publish", lambda *a: published.append(a) or [])
+    monkeypatch.setattr("reidlab.publish.publish", lambda *a, **k: published.append((*a, k)) or [])
     monkeypatch.setattr(demo, "print_committed", lambda name: None)
     out = tmp_path / "runs"
     (out).mkdir()
-    (out / "invocations.jsonl").write_text(json.dumps({"command": "earlier", "seconds": 3600.0, "trained": 10}) + "\n")
+    (out / "invocations.jsonl").write_text(json.dumps({"command": "earlier", "seconds": 3600.0, "trained": 10,
+                                                       "commit": "abc1234"}) + "\n")
     demo.run_market(out=str(out), jobs=2)
     calls = [json.loads(x) for x in (out / "invocations.jsonl").read_text().splitlines()]
     assert len(calls) == 2 and calls[1]["trained"] == 1
-    grid, dataset, root, name, command, total, note = published[0]
+    grid, dataset, root, name, command, total, note, extra = published[0]
+    assert extra["trained_at"].startswith("abc1234, ")  # the earlier call's commit, then this one's
     assert (grid, dataset, name) == ("tricks", "market1501", "tricks_market1501_cpu")
     assert 3600.0 <= total < 3660.0 and "summed over 2 call(s)" in note
     assert "--dataset market1501 --profile cpu --seeds 3 --jobs 2" in command
@@ -146,3 +148,9 @@ def test_the_whole_bag_is_read_off_paired_seeds(tmp_path):
     ci = stats.ttest_rel(bot, base).confidence_interval(0.95)
     bag = next(line for line in lines if line.startswith("the whole bag"))
     assert "helped" in bag and f"mAP +8.2 [{ci.low:+.1f}, {ci.high:+.1f}]" in bag and "paper +11.9 mAP" in bag
+
+
+def test_the_header_names_the_commit_that_trained_the_runs_when_another_builds_the_table():
+    header = publish.provenance("make market", 60.0, trained_at="0000000")
+    assert f"- commit: runs trained at 0000000, table built at {publish.commit()}" in header
+    assert f"- commit: {publish.commit()}\n" in publish.provenance("make market", 60.0, trained_at=publish.commit())
