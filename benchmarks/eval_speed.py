@@ -29,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a plain checkout too, without `pip install -e .`
 
 from reidlab.evaluate import compute_distance, evaluate_ranking  # noqa: E402
+from reidlab.publish import cpu_name  # noqa: E402
 
 MARKET_ARCHIVE = REPO_ROOT.parent / "shared" / "datasets" / "market1501" / "market1501.tar.xz"
 MARKET_COUNTS = dict(num_q=3368, num_g=15913, num_ids=750, num_distractors=2798, num_cams=6)
@@ -89,12 +90,7 @@ def make_features(pids, camids, dim=2048, latent=64, noise=0.75, seed=0):
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_name(default=platform.processor() or "unknown"), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
             "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,

@@ -37,9 +37,7 @@ import torchvision
 from reidlab.config import Config, parse_sets
 from reidlab.datasets import ReidDataset, load_dataset
 from reidlab.gpucheck.data import find_market, unpack_market, write_random_market
-from reidlab.losses import CenterLoss
 from reidlab.paths import DATA_ROOT, RESULTS_ROOT
-from reidlab.schedule import build_optimizer
 from reidlab.train import TrainState, train_step
 
 AUTHORS = {  # bot_paper.md section 10
@@ -109,16 +107,11 @@ def time_training(batches, cfg: Config, num_classes: int, device: torch.device, 
     centers' SGD) with cfg's amp and channels_last.
 
     No `.item()` per step: the only syncs are before and after the timed steps."""
-    from reidlab.model import build_model
-
     torch.manual_seed(0)
-    model = build_model(cfg, num_classes).to(device).train()  # channels_last when cfg says so
-    step_model = torch.compile(model) if compile_model else model
-    optimizer = build_optimizer(model.parameters(), cfg)
-    center = CenterLoss(num_classes, model.feature_dim).to(device) if cfg.center_loss else None
-    center_opt = torch.optim.SGD(center.parameters(), lr=cfg.center_lr) if center else None
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    train_one = functools.partial(train_step, cfg, TrainState(model, optimizer, center, center_opt, scaler, step_model))
+    state = TrainState.build(cfg, num_classes, device)  # as fit builds it: channels_last when cfg says so
+    model = state.model.train()
+    state.model_fn = torch.compile(model) if compile_model else model
+    train_one = functools.partial(train_step, cfg, state)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from reidlab import ablate
 from reidlab.ablate import GridError, run_grid
 from reidlab.config import parse_sets
 from reidlab.profiles import PROFILES
@@ -56,14 +57,8 @@ def run_from_args(args) -> int:
     return 0 if report.ok else 1
 
 
-def ablate_doc() -> str:
-    from reidlab import ablate
-
-    return ablate.__doc__
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reidlab.ablate", description=ablate_doc(),
+    parser = argparse.ArgumentParser(prog="python -m reidlab.ablate", description=ablate.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))

@@ -90,11 +90,11 @@ def run_market(out: str = MARKET_OUT, seeds: int = SEEDS, jobs: int | None = Non
     the command, the commit, the machine and the wall time: the sum over every call that trained part of it (runs
     resume, so an interrupted chain goes on where it stopped, and its calls' times add up in <out>/invocations.jsonl).
     """
-    import json
     import sys
 
     from reidlab.paths import DATA_ROOT, resolve
     from reidlab.publish import commit, publish
+    from reidlab.runs import append_jsonl, read_jsonl
 
     if not (DATA_ROOT / "market1501").exists():
         raise SystemExit("Market-1501 is not prepared under data/market1501: run `python data_scripts/"
@@ -110,10 +110,9 @@ def run_market(out: str = MARKET_OUT, seeds: int = SEEDS, jobs: int | None = Non
     print(report.summary())
     log = resolve(out) / "invocations.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as f:
-        f.write(json.dumps({"command": " ".join(sys.argv), "seconds": round(seconds, 1), "trained": len(report.done),
-                            "commit": commit(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
-    calls = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    append_jsonl({"command": " ".join(sys.argv), "seconds": round(seconds, 1), "trained": len(report.done),
+                  "commit": commit(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}, log)
+    calls = read_jsonl(log)
     total = sum(c["seconds"] for c in calls)
     trained_at = ", ".join(dict.fromkeys(c["commit"] for c in calls if c.get("trained") and c.get("commit")))
     note = f"wall time summed over {len(calls)} call(s) ({out}/invocations.jsonl)" if len(calls) > 1 else ""

@@ -76,7 +76,6 @@ def notebook_parameters(notebook: str | Path = EXPERIMENT) -> tuple[str, ...]:
     try:
         import papermill
     except ImportError:
-        from reidlab.executors import read_notebook_parameters
         return read_notebook_parameters(notebook)
     return tuple(papermill.inspect_notebook(str(notebook)))
 

@@ -172,7 +172,6 @@ class GridError(ValueError):
     """A grid that cannot run as given (unknown key, bad value); raised before any run starts."""
 
 
-
 def split_parameters(grid: str, spec: dict, declared: tuple[str, ...]) -> dict:
     """A run spec as notebook parameters: Config fields given at the top go into `overrides`; anything that is
     neither a declared parameter nor a Config field raises GridError naming the nearest valid name."""

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from reidlab.paths import resolve
-from reidlab.runs import RunFolder
 from reidlab.profiles import (PROFILES, default_dataset, ensure_warm_epochs, for_profile,  # noqa: F401 (notebooks')
                               resolve_profile, warm_epochs)
+from reidlab.runs import RunFolder
 
 
 def enable_figure_display() -> None:

@@ -33,19 +33,20 @@ def commit() -> str:
     return head + (" + changes" if dirty else "")
 
 
+def cpu_name(default: str = "") -> str:
+    """The processor's model name from /proc/cpuinfo, else `default`, else what `platform` says."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return default or platform.processor() or platform.machine()
+
+
 def machine() -> str:
     """The processor, its cores and the PyTorch that ran: "Intel(R) Xeon(R) ..., 2 cores, torch 2.14.1"."""
     import torch
 
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{name}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+    return f"{cpu_name()}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
 def provenance(command: str, wall_seconds: float | None, note: str = "", trained_at: str = "") -> str:

@@ -231,9 +231,6 @@ class RunFolder:
     def append_history(self, record: dict) -> None:
         append_jsonl(record, self.file(self.HISTORY))
 
-    def iterations(self) -> list[dict]:
-        return read_jsonl(self.file(self.ITERATIONS))
-
     def append_iteration(self, record: dict) -> None:
         append_jsonl(record, self.file(self.ITERATIONS))
 

@@ -25,7 +25,7 @@ from reidlab.graph_step import graph_step
 from reidlab.losses import CenterLoss, batch_hard_triplet, cross_entropy_smooth, rescale_center_grads
 from reidlab.paths import resolve
 from reidlab.records import keep_train_identities
-from reidlab.runs import CHECKPOINT, RunFolder, has_checkpoint
+from reidlab.runs import RunFolder
 from reidlab.schedule import build_optimizer, lr_at, set_lr
 
 
@@ -90,13 +90,11 @@ class TrainState:
 
     @classmethod
     def build(cls, cfg: Config, num_classes: int, device: torch.device | str = "cpu", **adam_options) -> "TrainState":
-        """The model of `cfg` (channels_last when it says so) with Adam, the centers with their plain SGD (not
-        scheduled: section 8) when it trains center loss, and a scaler active only for fp16."""
+        """The model of `cfg` (build_model: channels_last when it says so) with Adam, the centers with their plain
+        SGD (not scheduled: section 8) when it trains center loss, and a scaler active only for fp16."""
         from reidlab.model import build_model
 
         model = build_model(cfg, num_classes).to(device)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
         center = CenterLoss(num_classes, model.feature_dim).to(device) if cfg.center_loss else None
         return cls(model, build_optimizer(model.parameters(), cfg, **adam_options), center,
                    torch.optim.SGD(center.parameters(), lr=cfg.center_lr) if center else None,
@@ -157,10 +155,10 @@ def build_train_batches(dataset, cfg: Config, device: torch.device, world: int =
     return build_train_loader(dataset.train, cfg, seed=cfg.seed, sampler=sampler)
 
 
-def check_finite(first_bad: torch.Tensor, epoch: int, out_dir: Path) -> None:
+def check_finite(first_bad: torch.Tensor, epoch: int, folder: RunFolder) -> None:
     step = int(first_bad)
     if step >= 0:
-        kept = (f"its last good checkpoint is kept in {out_dir / CHECKPOINT}" if has_checkpoint(out_dir)
+        kept = (f"its last good checkpoint is kept in {folder.checkpoint_file()}" if folder.has_checkpoint()
                 else "no checkpoint was written yet")
         raise TrainingDiverged(
             f"the loss is not finite at epoch {epoch}, step {step}: training diverged; {kept}. The same config "
@@ -275,7 +273,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                         f"resume=False, or another out_dir)") from e
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
                 if device.type == "cpu":
-                    check_finite(first_bad, epoch, out_dir)  # free on a CPU; on a GPU once per epoch (no sync)
+                    check_finite(first_bad, epoch, folder)  # free on a CPU; on a GPU once per epoch (no sync)
 
                 iteration += 1
                 n_images += images.shape[0] * world
@@ -286,7 +284,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                                              **{k: v.item() for k, v in terms.items()}})
                 if step % 20 == 0 and not bar.disable:  # .item() waits for the GPU: only for a visible bar
                     bar.set_postfix(loss=f"{loss.item():.3f}")
-            check_finite(first_bad, epoch, out_dir)
+            check_finite(first_bad, epoch, folder)
             sums = {k: float(v) for k, v in sums.items()}
 
             seconds = time.perf_counter() - started
