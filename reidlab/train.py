@@ -155,15 +155,15 @@ def build_train_batches(dataset, cfg: Config, device: torch.device, world: int =
     return build_train_loader(dataset.train, cfg, seed=cfg.seed, sampler=sampler)
 
 
-def check_finite(first_bad: torch.Tensor, epoch: int, folder: RunFolder) -> None:
+def check_finite(first_bad: torch.Tensor, epoch: int, folder: RunFolder, lr: float) -> None:
     step = int(first_bad)
     if step >= 0:
         kept = (f"its last good checkpoint is kept in {folder.checkpoint_file()}" if folder.has_checkpoint()
                 else "no checkpoint was written yet")
         raise TrainingDiverged(
-            f"the loss is not finite at epoch {epoch}, step {step}: training diverged; {kept}. The same config "
-            f"would resume from it and diverge again: to continue, start over with a lower base_lr (--restart or "
-            f"resume=False, or another out_dir), amp='none' if it was fp16, or check the data "
+            f"the loss is not finite at epoch {epoch}, step {step}, lr {lr:g}: training diverged; {kept}. The same "
+            f"config would resume from it and diverge again: to continue, start over with a lower base_lr "
+            f"(--restart or resume=False, or another out_dir), amp='none' if it was fp16, or check the data "
             f"(python -m reidlab verify DATASET)")
 
 
@@ -273,7 +273,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                         f"resume=False, or another out_dir)") from e
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
                 if device.type == "cpu":
-                    check_finite(first_bad, epoch, folder)  # free on a CPU; on a GPU once per epoch (no sync)
+                    check_finite(first_bad, epoch, folder, lr)  # free on a CPU; on a GPU once per epoch (no sync)
 
                 iteration += 1
                 n_images += images.shape[0] * world
@@ -284,7 +284,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                                              **{k: v.item() for k, v in terms.items()}})
                 if step % 20 == 0 and not bar.disable:  # .item() waits for the GPU: only for a visible bar
                     bar.set_postfix(loss=f"{loss.item():.3f}")
-            check_finite(first_bad, epoch, folder)
+            check_finite(first_bad, epoch, folder, lr)
             sums = {k: float(v) for k, v in sums.items()}
 
             seconds = time.perf_counter() - started

@@ -109,7 +109,8 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, datas
     s.set_epoch(1)
     per_epoch = len(s) // cfg.batch_size
     monkeypatch.setattr(train_module, "compute_losses", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"epoch 3, step 1"):
+    from reidlab.schedule import lr_at
+    with pytest.raises(TrainingDiverged, match=rf"epoch 3, step 1, lr {lr_at(3, cfg):g}:"):
         fit(cfg, tmp_path, dataset=dataset)
     kept = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert kept["epoch"] == 2
