@@ -205,6 +205,12 @@ class RunFolder:
         wanted = cfg if isinstance(cfg, dict) else cfg.to_dict()
         return changed_fields(self.config_dict(), wanted, neutral_fields() + tuple(also))
 
+    def trains_further(self, cfg: Config | dict) -> bool:
+        """`cfg` is the saved run asked for more epochs (result-neutral fields aside): fit resumes and extends it.
+        Fewer epochs is another run: the saved one has trained past them."""
+        wanted = cfg if isinstance(cfg, dict) else cfg.to_dict()
+        return self.changed(wanted) == ["epochs"] and wanted["epochs"] > self.config_dict()["epochs"]
+
     def matches(self, cfg: Config | dict) -> bool:
         return self.has_config() and not self.changed(cfg)
 
@@ -290,18 +296,21 @@ class RunFolder:
         return folder
 
 
-def read_finished(cfg: Config, folder: str | Path) -> dict | None:
+def read_finished(cfg: Config | dict, folder: str | Path,
+                  fix: str = "use another out_dir, or delete the folder to start over") -> dict | None:
     """The metrics of a finished run of `cfg` in `folder`, which is then only read (neither trained nor scored
-    again), else None. Raises when the folder holds a finished run of another config."""
+    again), else None: not finished, or finished with fewer epochs than asked (fit trains it further). Raises
+    ValueError, ending with `fix`, when the folder holds a finished run of another config. The notebooks, the direct
+    executor and the batch runner all decide through it."""
     run_folder = RunFolder(folder)
     if not run_folder.finished():
         return None
-    changed = run_folder.changed(cfg)
-    if changed == ["epochs"]:
+    if run_folder.trains_further(cfg):
         return None  # fit trains the run further: reidlab.train.check_resume_config
+    changed = run_folder.changed(cfg)
     if changed:
         raise ValueError(f"{run_folder.path} holds a finished run with another config ({', '.join(changed)} "
-                         f"differ); use another out_dir, or delete the folder to start over")
+                         f"differ); {fix}")
     return run_folder.metrics()
 
 

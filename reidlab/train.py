@@ -169,8 +169,8 @@ def check_finite(first_bad: torch.Tensor, epoch: int, folder: RunFolder, lr: flo
 
 def check_resume_config(cfg: Config, folder: RunFolder) -> None:
     """A run resumes only with the config it started with, but for the result-neutral fields and more epochs."""
-    changed = folder.changed(cfg, also=("epochs",))
-    if changed:
+    changed = folder.changed(cfg)
+    if changed and not folder.trains_further(cfg):
         raise ValueError(f"{folder.path} holds a run with a different config ({', '.join(changed)} differ); "
                          f"use another out_dir, or delete the folder to start over")
 

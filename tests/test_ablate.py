@@ -149,6 +149,21 @@ def test_force_reruns_and_a_changed_config_is_not_skipped(tmp_path, fake):
     assert json.loads((out / "two" / "a" / "config.json").read_text())["triplet_margin"] == 0.5
 
 
+def test_a_finished_run_asked_for_more_epochs_is_trained_further_not_refused(tmp_path, fake):
+    """The runner decides as its executors and fit do (runs.read_finished): more epochs resume a finished run."""
+    grid, out = two_runs(tmp_path), tmp_path / "runs"
+    assert run_grid(grid, profile="smoke", out=out, progress=False).done == ["a", "b"]
+    epochs = json.loads((out / "two" / "a" / "config.json").read_text())["epochs"]
+    fake.calls = []
+    report = run_grid(grid, profile="smoke", out=out, sets={"epochs": epochs + 1}, progress=False)
+    assert report.ok and report.done == ["a", "b"] and len(fake.calls) == 2
+    assert json.loads((out / "two" / "a" / "config.json").read_text())["epochs"] == epochs + 1
+    # and fewer epochs than the finished run is another run, refused as before
+    report = run_grid(grid, profile="smoke", out=out, sets={"epochs": epochs}, progress=False)
+    assert sorted(report.failed) == ["a", "b"]
+    assert "epochs" in report.failed["a"] and "--force" in report.failed["a"]
+
+
 def test_seeds_make_suffixed_folders(tmp_path, fake):
     out = tmp_path / "runs"
     report = run_grid(two_runs(tmp_path), profile="smoke", out=out, seeds=2, progress=False)

@@ -224,7 +224,7 @@ def test_extract_features_starts_one_pass():
 def test_evaluate_model_plain_and_reranked():
     from reidlab.config import Config
 
-    model, (loader, images) = TinyReid(), make_loader(n=24, batch=5)
+    model, (loader, _) = TinyReid(), make_loader(n=24, batch=5)
     cfg = Config(flip_test=True, rerank=True, rerank_k1=4, rerank_k2=2, progress=False)
     metrics, result = evaluate_model(model, loader, loader, cfg, "cpu")
     feats, pids, camids = extract_features(model, loader, flip=True, progress=False)

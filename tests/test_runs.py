@@ -46,6 +46,11 @@ def test_a_change_that_alters_the_result_is_refused_by_both(tmp_path):
     # more epochs: the runner hands the run to fit, which trains it further
     assert read_finished(cfg.replace(epochs=6), folder.path) is None
     check_resume_config(cfg.replace(epochs=6), folder)
+    # fewer: the saved run trained past them, so it is another run for both
+    with pytest.raises(ValueError, match="epochs"):
+        read_finished(cfg.replace(epochs=3), folder.path)
+    with pytest.raises(ValueError, match="epochs"):
+        check_resume_config(cfg.replace(epochs=3), folder)
 
 
 def state(epoch):
