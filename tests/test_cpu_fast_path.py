@@ -7,9 +7,6 @@ import torch
 from reidlab.profiles import build_config
 from reidlab.config import CPU_PROFILE, PRESETS
 from reidlab.cpu import fastest_amp, has_bf16_units
-from reidlab.losses import CenterLoss
-from reidlab.model import build_model
-from reidlab.schedule import build_optimizer
 from reidlab.train import TrainingDiverged, TrainState, fit, train_step
 
 
@@ -29,18 +26,14 @@ def test_old_run_folders_spelling_gpu_still_load():
 
 def steps(cfg, batches, n=3):
     torch.manual_seed(0)
-    model = build_model(cfg.replace(pretrained=None), num_classes=12)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    center = CenterLoss(12, model.feature_dim)
-    optimizer, center_opt = build_optimizer(model.parameters(), cfg), torch.optim.SGD(center.parameters(), lr=0.5)
-    state = TrainState(model, optimizer, center, center_opt, torch.amp.GradScaler("cpu", enabled=False))
+    state = TrainState.build(cfg.replace(pretrained=None), num_classes=12)  # as fit builds it: channels_last too
+    assert state.center is not None  # the full BoT: the centers' SGD step is part of every step
     losses = []
     for images, pids in batches[:n]:
         images = images.contiguous(memory_format=torch.channels_last) if cfg.channels_last else images
         loss, _ = train_step(cfg, state, images, pids)
         losses.append(loss.item())
-    return losses, model.state_dict()
+    return losses, state.model.state_dict()
 
 
 def test_channels_last_trains_the_same_steps_within_float_tolerance():
