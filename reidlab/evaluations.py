@@ -10,26 +10,13 @@ from reidlab.records import keep_train_identities
 from reidlab.runs import RunFolder
 
 
-def evaluate_split(model, cfg: Config, dataset, device) -> dict:
-    """Metrics (percent) of `model` on a dataset's query / gallery, scored as cfg says."""
-    from reidlab.evaluate import evaluate_model
-    from reidlab.gpu_eval import evaluate_on_device
-    from reidlab.loaders import build_test_loader
-
-    if cfg.data_path == "resident":
-        return evaluate_on_device(model, cfg, dataset, device)[0]
-    query, gallery = build_test_loader(dataset.query, cfg), build_test_loader(dataset.gallery, cfg)
-    metrics, _ = evaluate_model(model, query, gallery, cfg, device)
-    return metrics
-
-
 def evaluate_untrained(cfg: Config, out_dir: str | Path) -> dict:
     """The reference row: the network of `cfg` with random weights (never ImageNet's), evaluated as built.
 
     Writes a run folder like fit's (config.json, an empty history.jsonl, metrics.json with epochs 0)."""
     from reidlab.datasets import load_dataset
     from reidlab.model import build_model
-    from reidlab.train import describe_device, pick_device, seed_epoch
+    from reidlab.train import describe_device, evaluate_split, pick_device, seed_epoch
 
     folder = RunFolder(out_dir)
     cfg = cfg.replace(pretrained=None)
@@ -77,6 +64,7 @@ def evaluate_cross_domain(run_dir: str | Path, test_dataset: str) -> dict:
     rank1 / mAP / mINP become the target domain's, the source domain's move under "source"."""
     from reidlab.datasets import load_dataset
     from reidlab.inference import load_run
+    from reidlab.train import evaluate_split
 
     folder = RunFolder(run_dir)
     metrics = folder.metrics()

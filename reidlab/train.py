@@ -155,6 +155,21 @@ def build_train_batches(dataset, cfg: Config, device: torch.device, world: int =
     return build_train_loader(dataset.train, cfg, seed=cfg.seed, sampler=sampler)
 
 
+def evaluate_split(model, cfg: Config, dataset, device, workers: int | None = None) -> dict:
+    """Metrics (percent) of `model` on a dataset's query / gallery, scored as cfg says: from device memory with the
+    resident data path (reidlab.gpu_eval), else through loaders with `workers` (default cfg.num_workers)."""
+    from reidlab.evaluate import evaluate_model
+    from reidlab.gpu_eval import evaluate_on_device
+    from reidlab.loaders import build_test_loader
+
+    if cfg.data_path == "resident":
+        return evaluate_on_device(model, cfg, dataset, device)[0]
+    query = build_test_loader(dataset.query, cfg, workers=workers)
+    gallery = build_test_loader(dataset.gallery, cfg, workers=workers)
+    metrics, _ = evaluate_model(model, query, gallery, cfg, device)
+    return metrics
+
+
 def check_finite(first_bad: torch.Tensor, epoch: int, folder: RunFolder, lr: float) -> None:
     step = int(first_bad)
     if step >= 0:
@@ -185,9 +200,6 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     """
     from reidlab.datasets import load_dataset
     from reidlab.distributed import cleanup, setup_distributed, wrap_model
-    from reidlab.evaluate import evaluate_model
-    from reidlab.gpu_eval import evaluate_on_device
-    from reidlab.loaders import build_test_loader
     from reidlab.pretrained import ensure_pretrained
 
     rank, world, local_rank = setup_distributed()  # torchrun's env vars; (0, 1, 0) in a single process
@@ -234,15 +246,9 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
                                 "num_classes": dataset.num_train_pids, **state.state_dict()})
 
     def evaluate() -> dict:
-        if cfg.data_path == "resident":  # query + gallery decoded once and kept on the device (reidlab.gpu_eval)
-            return evaluate_on_device(model, cfg, dataset, device)[0]
-        # on a CPU the model is the bottleneck: decoding in this process avoids forking beside the training
-        # loader's persistent workers (whose copies then warn when garbage-collected in the child)
-        workers = 0 if device.type == "cpu" else cfg.num_workers
-        query = build_test_loader(dataset.query, cfg, workers=workers)
-        gallery = build_test_loader(dataset.gallery, cfg, workers=workers)
-        metrics, _ = evaluate_model(model, query, gallery, cfg, device)
-        return metrics
+        # through loaders on a CPU the model is the bottleneck: decoding in this process avoids forking beside the
+        # training loader's persistent workers (whose copies then warn when garbage-collected in the child)
+        return evaluate_split(model, cfg, dataset, device, workers=0 if device.type == "cpu" else None)
 
     # the eager step, or the same step captured as one CUDA graph (after loading: it sets Adam's lr on the device)
     step_once = graph_step(cfg, functools.partial(train_step, cfg, state), device, world, [model, state.center],

@@ -219,11 +219,11 @@ def test_untrained_row_is_the_built_model_evaluated(tmp_path):
     # reference: the same seed, the same model, evaluated by hand
     from reidlab.datasets import load_dataset
     from reidlab.model import build_model
-    from reidlab.train import seed_epoch
+    from reidlab.train import evaluate_split, seed_epoch
     dataset = load_dataset(cfg.dataset, verbose=False)
     seed_epoch(cfg.seed, 0)
     model = build_model(cfg.replace(pretrained=None), dataset.num_train_pids).eval()
-    expected = evaluations.evaluate_split(model, cfg, dataset, "cpu")
+    expected = evaluate_split(model, cfg, dataset, "cpu")
     assert metrics["mAP"] == pytest.approx(expected["mAP"]) and metrics["rank1"] == pytest.approx(expected["rank1"])
 
 

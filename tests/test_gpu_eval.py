@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reidlab import gpu_eval
-from reidlab.evaluations import evaluate_split
+from reidlab.train import evaluate_split
 from reidlab.profiles import build_config
 from reidlab.datasets import load_dataset
 from reidlab.evaluate import evaluate_model, extract_features
