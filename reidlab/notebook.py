@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reidlab.config import neutral_fields
 from reidlab.paths import resolve
 from reidlab.profiles import (PROFILES, default_dataset, ensure_warm_epochs, for_profile,  # noqa: F401 (notebooks')
                               resolve_profile, warm_epochs)
@@ -79,8 +80,6 @@ def describe_changes(cfg, reference) -> pd.DataFrame:
 
 def config_key(cfg) -> str:
     """A short hash of what a run computes (every field but the result-neutral ones): names its run folder."""
-    from reidlab.config import neutral_fields
-
     neutral = neutral_fields()
     values = {k: v for k, v in cfg.to_dict().items() if k not in neutral}
     return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]

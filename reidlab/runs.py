@@ -20,8 +20,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 from reidlab.config import Config, changed_fields, neutral_fields
 from reidlab.paths import resolve
 
@@ -66,6 +64,8 @@ def save_checkpoint(state: dict, run_dir: str | Path) -> Path:
     If the write fails (OSError: a full disk, a quota), both checkpoints on disk are left as they were and the
     error names the file and what to do.
     """
+    import torch  # here, not at import: reading a folder's JSON files (reidlab.viz) needs no torch
+
     run_dir = Path(run_dir)
     latest, previous, tmp = run_dir / CHECKPOINT, run_dir / PREVIOUS, run_dir / (CHECKPOINT + ".tmp")
     try:
@@ -90,6 +90,8 @@ def save_checkpoint(state: dict, run_dir: str | Path) -> Path:
 
 def read_checkpoint(path: Path, map_location=None) -> dict:
     """One checkpoint file, or CheckpointError saying what is wrong with it."""
+    import torch
+
     if not path.exists():
         raise CheckpointError(f"{path} does not exist")
     try:
@@ -208,8 +210,9 @@ class RunFolder:
     def trains_further(self, cfg: Config | dict) -> bool:
         """`cfg` is the saved run asked for more epochs (result-neutral fields aside): fit resumes and extends it.
         Fewer epochs is another run: the saved one has trained past them."""
-        wanted = cfg if isinstance(cfg, dict) else cfg.to_dict()
-        return self.changed(wanted) == ["epochs"] and wanted["epochs"] > self.config_dict()["epochs"]
+        wanted, saved = cfg if isinstance(cfg, dict) else cfg.to_dict(), self.config_dict()
+        return (changed_fields(saved, wanted, neutral_fields()) == ["epochs"]
+                and wanted["epochs"] > saved["epochs"])
 
     def matches(self, cfg: Config | dict) -> bool:
         return self.has_config() and not self.changed(cfg)
@@ -305,9 +308,9 @@ def read_finished(cfg: Config | dict, folder: str | Path,
     run_folder = RunFolder(folder)
     if not run_folder.finished():
         return None
-    if run_folder.trains_further(cfg):
-        return None  # fit trains the run further: reidlab.train.check_resume_config
     changed = run_folder.changed(cfg)
+    if changed and run_folder.trains_further(cfg):
+        return None  # fit trains the run further: reidlab.train.check_resume_config
     if changed:
         raise ValueError(f"{run_folder.path} holds a finished run with another config ({', '.join(changed)} "
                          f"differ); {fix}")

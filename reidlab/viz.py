@@ -7,7 +7,6 @@ notebook shows one by leaving it as the cell's last expression and `plt.show` is
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from reidlab.paths import RESULTS_ROOT
+from reidlab.runs import RunFolder, read_jsonl
 
 # TMM Fig. 10: mean feature norms of the BNNeck model on Market
 PAPER_NORM_MEANS = {"f_t": 5.214, "f_i": 18.620}
@@ -113,22 +113,16 @@ def _numpy(x, name: str, ndim: int | None = None) -> np.ndarray:
     return x
 
 
-RUN_HISTORY, RUN_ITERATIONS = "history.jsonl", "iterations.jsonl"  # reidlab.runs.RunFolder.HISTORY, ITERATIONS
-
-
 def _read_jsonl(source, file_name: str) -> pd.DataFrame:
     """A DataFrame from a run folder (reads its `file_name`), a .jsonl path, a DataFrame or a list of dicts."""
     if isinstance(source, pd.DataFrame):
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.is_dir():
-            from reidlab.runs import RunFolder
-            path = RunFolder(path).file(file_name)
+        path = path / file_name if path.is_dir() else path
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: pass a run folder holding {file_name}, or the file itself")
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(read_jsonl(path))
     return pd.DataFrame(list(source))
 
 
@@ -206,7 +200,7 @@ def plot_loss_curves(runs: Mapping, keys: Sequence[str] = ("loss_id", "loss_trip
         raise ValueError("runs is empty: pass {name: run folder} for at least one run")
     fig, axes = _axes(ax, len(keys), (5 * len(keys), 3.5))
     for name, source in runs.items():
-        df = _read_jsonl(source, RUN_ITERATIONS)
+        df = _read_jsonl(source, RunFolder.ITERATIONS)
         if "iteration" not in df:
             raise ValueError(f"run {name!r}: no 'iteration' column; was it trained with log_iterations > 0?")
         for axis, key in zip(axes, keys):
@@ -289,7 +283,7 @@ def plot_trick_bars(df: pd.DataFrame, ax=None) -> Figure:
 
 def plot_history(history, ax=None) -> Figure:
     """Training curves from history.jsonl: the loss terms, and the eval metrics on eval epochs."""
-    df = _read_jsonl(history, RUN_HISTORY)
+    df = _read_jsonl(history, RunFolder.HISTORY)
     if "epoch" not in df:
         raise ValueError("history has no 'epoch' column: pass a run folder or its history.jsonl")
     fig, (loss_ax, metric_ax) = _axes(ax, 2, (10, 3.5))

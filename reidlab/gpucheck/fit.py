@@ -7,8 +7,7 @@ import contextlib
 import time
 import traceback
 
-
-from reidlab.runs import RunFolder
+from reidlab.runs import RunFolder, load_history
 
 NAME = "fit"
 CAP_S = 90
@@ -24,7 +23,6 @@ def largest_weight_difference(a: dict, b: dict) -> float:
 
 def fit_once(bench, run: str, graph: bool, epochs: int, out) -> dict:
     """One fit run into `out`; the resumed run is stopped before its last epoch, then fit again."""
-    from reidlab.runs import load_history
     from reidlab.train import fit
     resumed = "resumed" in run
     cfg = bench.cfg(bench.backbones[0], amp="bf16", channels_last=True, data_path="resident", cuda_graph=graph,
