@@ -21,11 +21,21 @@ def lr_at(epoch: int, cfg: Config) -> float:
 
 
 def build_optimizer(params, cfg: Config, **options) -> torch.optim.Adam:
-    """Adam with coupled L2 (weight_decay inside the gradient, not AdamW) on every trainable parameter.
-
-    `options` go to torch.optim.Adam (foreach=, fused=: the implementations the GPU check compares)."""
+    """Adam with coupled L2 (weight_decay inside the gradient, not AdamW) on every trainable parameter, run the way
+    cfg.adam says (adam_implementation). `options` go to torch.optim.Adam and win (foreach=, fused=: the
+    implementations the GPU check compares)."""
     trainable = [p for p in params if p.requires_grad]
+    options = {**adam_implementation(cfg.adam, trainable), **options}
     return torch.optim.Adam(trainable, lr=lr_at(1, cfg), weight_decay=cfg.weight_decay, **options)
+
+
+def adam_implementation(adam: str, params: list[torch.Tensor]) -> dict:
+    """torch.optim.Adam's options for Config.adam: "auto" fuses on a CPU, else leaves PyTorch's default."""
+    on_cpu = bool(params) and all(p.device.type == "cpu" for p in params)
+    if adam == "auto":
+        adam = "fused" if on_cpu else "default"
+    return {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False},
+            "default": {}}[adam]
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

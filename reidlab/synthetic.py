@@ -233,20 +233,36 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**63))
 
 
-def plan_synthetic(num_ids: int = 300, seed: int = 0, num_distractors: int | None = None) -> list[Shot]:
+def plan_synthetic(num_ids: int = 300, seed: int = 0, num_distractors: int | None = None,
+                   test_scale: int = 1) -> list[Shot]:
     """Every image of the dataset, without drawing any: the promise `make_synthetic` writes to disk.
 
     Half the identities train, half test (Market's split). Each identity walks past 2..6 of the six
     cameras and is seen in 2..6 frames per camera. Each (test identity, camera) gives one query; the
     rest of the test images form the gallery, so every query has a match in another camera.
-    `num_distractors` (default `num_ids`) random people and false detections join the gallery as pid 0.
+    `test_scale` > 1 draws (test_scale - 1) times as many test identities again, after that plan and from a
+    random stream of their own, so the training set and the first test identities are the same whatever the scale:
+    more test identities measure a model with less noise (results/benchmarks/cpu_profile_search.md).
+    `num_distractors` random people and false detections join the gallery as pid 0; by default two per test
+    identity (num_ids * test_scale).
     """
-    _check_sizes(num_ids, num_distractors)
-    num_distractors = num_ids if num_distractors is None else num_distractors
+    _check_sizes(num_ids, num_distractors, test_scale)
     rng = np.random.default_rng([seed, 1501])
     pids = rng.permutation(np.arange(1, num_ids + 1)).tolist()
     splits = {"train": pids[:num_ids // 2], "test": pids[num_ids // 2:]}
+    next_frame = {}  # a running frame counter per camera, shared by both streams
+    shots = _plan_identities(splits, rng, next_frame, num_ids if num_distractors is None else num_distractors)
+    extra = (test_scale - 1) * len(splits["test"])
+    if extra:
+        first = num_ids + 1
+        shots += _plan_identities({"test": list(range(first, first + extra))}, np.random.default_rng([seed, 1501, 1]),
+                                  next_frame, 2 * extra if num_distractors is None else 0)
+    return shots
 
+
+def _plan_identities(splits: dict[str, list[int]], rng: np.random.Generator, next_frame: dict,
+                     num_distractors: int) -> list[Shot]:
+    """The shots of `splits`' identities ("train" / "test" -> pids) and `num_distractors` distractors, from `rng`."""
     identities: dict[int, Identity] = {}
     for split_pids in splits.values():  # families stay inside a split: hard negatives in train and in test
         i = 0
@@ -256,7 +272,8 @@ def plan_synthetic(num_ids: int = 300, seed: int = 0, num_distractors: int | Non
                 identities[pid] = ident
             i += len(family)
 
-    next_frame = rng.integers(1, 500, size=len(CAMERAS))  # a running frame counter per camera
+    if not next_frame:
+        next_frame.update(enumerate(rng.integers(1, 500, size=len(CAMERAS))))
     shots: list[Shot] = []
 
     def take_frames(cam: int, n: int) -> list[int]:
@@ -264,7 +281,7 @@ def plan_synthetic(num_ids: int = 300, seed: int = 0, num_distractors: int | Non
         frames = (start + np.cumsum(rng.integers(1, 9, size=n))).tolist()
         next_frame[cam] = frames[-1]
         if frames[-1] > MAX_FRAME:
-            raise ValueError(f"num_ids={num_ids} needs more than {MAX_FRAME} frames per camera; use fewer ids")
+            raise ValueError(f"{len(identities)} identities need more than {MAX_FRAME} frames per camera; use fewer")
         return frames
 
     def tracklet(pid: int, cam: int, n: int, folder: str, ident: Identity, kind: str = "person") -> list[Shot]:
@@ -290,11 +307,16 @@ def plan_synthetic(num_ids: int = 300, seed: int = 0, num_distractors: int | Non
     return shots
 
 
-def _check_sizes(num_ids, num_distractors):
+def _check_sizes(num_ids, num_distractors, test_scale=1):
     if not isinstance(num_ids, (int, np.integer)) or not 2 <= num_ids <= 9998:
         raise ValueError(f"num_ids={num_ids!r} must be an int in 2..9998 (pids have four digits, 0 = distractor)")
+    if not isinstance(test_scale, (int, np.integer)) or isinstance(test_scale, bool) or test_scale < 1:
+        raise ValueError(f"test_scale={test_scale!r} must be an int >= 1 (1: as many test identities as train)")
+    if num_ids + (test_scale - 1) * (num_ids - num_ids // 2) > 9998:
+        raise ValueError(f"num_ids={num_ids} with test_scale={test_scale} needs pids above 9998 (four digits); "
+                         "use fewer ids or a smaller scale")
     if num_distractors is not None and (not isinstance(num_distractors, (int, np.integer)) or num_distractors < 0):
-        raise ValueError(f"num_distractors={num_distractors!r} must be an int >= 0, or None for num_ids")
+        raise ValueError(f"num_distractors={num_distractors!r} must be an int >= 0, or None for two per test identity")
 
 
 # --- drawing a person -------------------------------------------------------------------------------------
@@ -657,7 +679,8 @@ def read_marker(root: str | Path) -> dict | None:
 
 
 def make_synthetic(root: str | Path, num_ids: int = 300, seed: int = 0, progress: bool = True,
-                   num_distractors: int | None = None, workers: int = 1, overwrite: bool = False) -> Path:
+                   num_distractors: int | None = None, workers: int = 1, overwrite: bool = False,
+                   test_scale: int = 1) -> Path:
     """Draw the synthetic dataset into `root` (Market-1501 layout) and return `root`.
 
     A `root` that already holds the same dataset (same parameters and format) is returned as it is.
@@ -668,8 +691,7 @@ def make_synthetic(root: str | Path, num_ids: int = 300, seed: int = 0, progress
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} must be an int >= 1 (1 draws in this process)")
     root = resolve(root)
-    params = dict(format_version=FORMAT_VERSION, num_ids=int(num_ids), seed=int(seed),
-                  num_distractors=int(num_ids if num_distractors is None else num_distractors))
+    params = synthetic_params(num_ids, seed, num_distractors, test_scale)
     existing = read_marker(root) if root.is_dir() else None
     if existing is not None and existing.get("params") == params and not overwrite:
         return root
@@ -681,7 +703,7 @@ def make_synthetic(root: str | Path, num_ids: int = 300, seed: int = 0, progress
             raise FileExistsError(f"{root} holds a synthetic dataset made with {existing.get('params')}, not "
                                   f"{params}; pass overwrite=True to replace it, or pick another root")
 
-    shots = plan_synthetic(num_ids, seed, num_distractors)
+    shots = plan_synthetic(num_ids, seed, num_distractors, test_scale)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
@@ -699,6 +721,15 @@ def make_synthetic(root: str | Path, num_ids: int = 300, seed: int = 0, progress
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+def synthetic_params(num_ids: int = 300, seed: int = 0, num_distractors: int | None = None,
+                     test_scale: int = 1) -> dict:
+    """What identifies a drawn set (its marker's "params"); test_scale only when above 1, so that a set drawn
+    before the option existed keeps its params."""
+    params = dict(format_version=FORMAT_VERSION, num_ids=int(num_ids), seed=int(seed),
+                  num_distractors=int(num_ids * test_scale if num_distractors is None else num_distractors))
+    return params | ({"test_scale": int(test_scale)} if test_scale != 1 else {})
 
 
 def _write_all(tmp: Path, shots: list[Shot], progress: bool, workers: int) -> None:
@@ -751,7 +782,8 @@ def _readme(meta: dict) -> str:
     return (
         "Synthetic pedestrians drawn by reidlab.synthetic.make_synthetic (numpy + PIL); no real person.\n"
         f"Made with: make_synthetic(root, num_ids={p['num_ids']}, seed={p['seed']}, "
-        f"num_distractors={p['num_distractors']})  (format version {p['format_version']})\n"
+        f"num_distractors={p['num_distractors']}, test_scale={p.get('test_scale', 1)})  "
+        f"(format version {p['format_version']})\n"
         "The same call gives byte-identical files (with the same numpy and Pillow versions).\n\n"
         "Layout and names follow Market-1501: PPPP_cCs1_FFFFFF_BB.jpg (pid, camera 1-6, sequence, frame, box);\n"
         "pid 0000 = distractor (a random person or a false detection), in bounding_box_test only.\n"

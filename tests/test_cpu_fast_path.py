@@ -54,7 +54,11 @@ def test_channels_last_trains_the_same_steps_within_float_tolerance():
     assert other != pytest.approx(plain, rel=1e-2)
 
 
-def test_an_overflowing_step_names_epoch_step_and_lr(tmp_path):
-    cfg = build_config("bot", "smoke", {"base_lr": 1e38, "progress": False}, smoke=True)
-    with pytest.raises(TrainingDiverged, match=r"overflowed at epoch 1, step 0, lr .*lower base_lr"):
+@pytest.mark.parametrize("adam, says", [
+    ("for_loop", r"the optimiser step overflowed at epoch 1, step 0, lr [0-9.e+]+ "),  # Adam's own overflow error
+    ("auto", r"the loss is not finite at epoch 1, step 1, lr [0-9.e+]+: "),  # fused: the next loss is inf / nan
+])
+def test_an_overflowing_step_names_epoch_step_and_lr(tmp_path, adam, says):
+    cfg = build_config("bot", "smoke", {"base_lr": 1e38, "progress": False, "adam": adam}, smoke=True)
+    with pytest.raises(TrainingDiverged, match=says + r".*lower base_lr"):
         fit(cfg, tmp_path / "run", resume=False)

@@ -1,5 +1,6 @@
 """Dataset readers against tiny fake datasets written here, each compared with a plain reference parse."""
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -386,20 +387,43 @@ def test_custom_cameras_are_numbered_as_own_data_numbers_them(tmp_path):
 def test_synthetic_drawn_once_when_missing(tmp_path, monkeypatch):
     calls = []
 
-    def make_synthetic(root, num_ids=4, seed=0):  # a stand-in for reidlab.synthetic: Market layout into root
-        calls.append((Path(root), num_ids, seed))
+    def make_synthetic(root, num_ids=4, seed=0, test_scale=1, **drawing):  # a stand-in for reidlab.synthetic
+        calls.append((Path(root), num_ids, seed, test_scale))
         write_layout(Path(root), MARKET)
         return Path(root)
 
-    monkeypatch.setitem(sys.modules, "reidlab.synthetic", types.SimpleNamespace(make_synthetic=make_synthetic))
+    stand_in = types.SimpleNamespace(make_synthetic=make_synthetic, read_marker=lambda root: None)
+    monkeypatch.setitem(sys.modules, "reidlab.synthetic", stand_in)
     root = tmp_path / "synthetic"
     ds = load_dataset("synthetic", root, verbose=False, num_ids=9, seed=3)
-    assert calls == [(root, 9, 3)]
+    assert calls == [(root, 9, 3, 4)]  # the built-in set's test_scale unless told otherwise
     assert as_tuple(ds) == reference_market(root, MARKET) and ds.name == "synthetic"
     assert load_dataset("synthetic", root, verbose=False) == ds
     assert len(calls) == 1  # an existing set without options is read as it is
     assert load_dataset("synthetic", root, verbose=False, num_ids=9, seed=3) == ds
-    assert calls[-1] == (root, 9, 3)  # with options, make_synthetic checks the set on disk matches them
+    assert calls[-1] == (root, 9, 3, 4)  # with options, make_synthetic checks the set on disk matches them
+
+
+def test_the_built_in_synthetic_set_as_older_versions_drew_it_is_redrawn(tmp_path, monkeypatch, capsys):
+    from reidlab import datasets, synthetic
+
+    calls, draw = [], synthetic.make_synthetic
+
+    def make_synthetic(root, **options):  # records the call; draws the real thing small
+        calls.append(options)
+        return draw(root, **{**options, "num_ids": 4, "num_distractors": 2, "progress": False})
+
+    old, custom = tmp_path / "old", tmp_path / "custom"
+    for root, params in ((old, datasets.SYNTHETIC_SET_BEFORE), (custom, dict(datasets.SYNTHETIC_SET_BEFORE, seed=5))):
+        write_layout(root, MARKET)
+        (root / synthetic.MARKER).write_text(json.dumps({"params": params}))
+    monkeypatch.setattr(synthetic, "make_synthetic", make_synthetic)
+    load_dataset("synthetic", old, verbose=False)
+    assert len(calls) == 1 and calls[0]["overwrite"] and calls[0]["test_scale"] == 4
+    assert "redrawing it" in capsys.readouterr().out
+    assert synthetic.read_marker(old)["params"]["test_scale"] == 4  # replaced by a set drawn today
+    ds = load_dataset("synthetic", custom, verbose=False)  # any other set of reidlab's is read as it is
+    assert len(calls) == 1 and as_tuple(ds) == reference_market(custom, MARKET)
 
 
 def test_synthetic_real_generator_if_present(tmp_path):

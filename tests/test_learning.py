@@ -20,6 +20,7 @@ def test_the_cpu_profile_learns_far_above_untrained(tmp_path):
     # both losses fall from the first epoch to the last, by a third at least
     for key in ("loss_id", "loss_triplet"):
         assert history[-1][key] < 0.67 * history[0][key], (key, history[0][key], history[-1][key])
-    # measured: untrained mAP 1.8 / rank-1 2.2; trained about 19 / 21 (results/benchmarks/cpu_profile_seeds.md)
-    assert trained["mAP"] > untrained["mAP"] + 10 and trained["mAP"] > 5 * untrained["mAP"]
-    assert trained["rank1"] > untrained["rank1"] + 10
+    # measured on the 600 test identities: untrained mAP 0.6 / rank-1 0.8; trained mAP 7.0-9.7 / rank-1 9.2-13.1 over
+    # 5 seeds (results/benchmarks/cpu_profile_seeds.md)
+    assert trained["mAP"] > untrained["mAP"] + 5 and trained["mAP"] > 5 * untrained["mAP"]
+    assert trained["rank1"] > untrained["rank1"] + 6

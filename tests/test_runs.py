@@ -13,7 +13,7 @@ from reidlab.train import check_resume_config
 
 def test_the_neutral_fields_are_marked_on_the_config():
     assert set(neutral_fields()) == {"progress", "num_workers", "device", "checkpoint_every", "eval_every",
-                                     "cuda_graph"}
+                                     "cuda_graph", "adam"}
 
 
 def finished_folder(tmp_path, cfg):

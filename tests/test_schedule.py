@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from reidlab.config import Config, scale_schedule
-from reidlab.schedule import build_optimizer, lr_at
+from reidlab.schedule import adam_implementation, build_optimizer, lr_at
 
 
 def authors_warmup_multistep(k, base=3.5e-4, warmup=True):
@@ -51,3 +51,25 @@ def test_optimizer_is_adam_with_coupled_l2_on_every_trainable_parameter():
     assert isinstance(opt, torch.optim.Adam) and not isinstance(opt, torch.optim.AdamW)
     params = [p for g in opt.param_groups for p in g["params"]]
     assert len(params) == 3 and all(g["weight_decay"] == 5e-4 for g in opt.param_groups)
+
+
+def test_adam_is_fused_on_a_cpu_and_trains_as_the_per_parameter_loop_does():
+    cpu = [torch.zeros(2)]
+    assert adam_implementation("auto", cpu) == {"fused": True}
+    assert adam_implementation("for_loop", cpu) == {"foreach": False}
+    assert adam_implementation("auto", [torch.zeros(2, device="meta")]) == {}  # elsewhere: PyTorch's default
+    trained = {}
+    for adam in ("for_loop", "auto"):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        start = torch.cat([p.detach().flatten() for p in net.parameters()])
+        opt = build_optimizer(net.parameters(), Config(adam=adam, base_lr=1e-2, warmup=False))
+        assert bool(opt.defaults["fused"]) is (adam == "auto")
+        x, y = torch.randn(32, 6, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
+        for _ in range(20):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        trained[adam] = torch.cat([p.detach().flatten() for p in net.parameters()])
+    assert (trained["for_loop"] - start).abs().max() > 1e-2  # it trained: 20 steps of up to lr each
+    assert torch.allclose(trained["auto"], trained["for_loop"], atol=1e-6)

@@ -215,3 +215,30 @@ def test_bags_show_from_some_sides_only():
     assert bag_pixels(shoulder, "side", facing=1) > 0 and bag_pixels(shoulder, "side", facing=-1) == 0
     nobag = replace(backpack, bag="none")
     assert all(bag_pixels(nobag, v) == 0 for v in ("front", "back", "side"))
+
+
+def test_a_larger_test_scale_adds_test_identities_and_keeps_the_rest():
+    base = plan_synthetic(NUM_IDS, seed=0)
+    scaled = plan_synthetic(NUM_IDS, seed=0, test_scale=3)
+    assert scaled[:len(base)] == base  # the training set and the first test identities are drawn as before
+    extra = scaled[len(base):]
+    train = {s.pid for s in base if s.folder == "bounding_box_train"}
+    test = {s.pid for s in base if s.folder == "query"}
+    new_test = {s.pid for s in extra if s.folder == "query"}
+    assert new_test == set(range(NUM_IDS + 1, NUM_IDS + 1 + 2 * len(test)))  # (3 - 1) x as many again
+    assert not any(s.folder == "bounding_box_train" for s in extra) and not new_test & train
+    assert {s.pid for s in extra if s.folder == "bounding_box_test"} - {0} == new_test
+    assert sum(s.pid == 0 for s in scaled) == NUM_IDS * 3  # two distractors per test identity, as in the base
+    assert len({s.name for s in scaled}) == len(scaled)
+    assert sum(s.pid == 0 for s in plan_synthetic(NUM_IDS, seed=0, num_distractors=5, test_scale=3)) == 5
+
+
+def test_the_test_scale_is_in_the_marker_only_when_used(tmp_path):
+    small = make_synthetic(tmp_path / "s", num_ids=4, seed=0, progress=False, num_distractors=2, test_scale=2)
+    meta = json.loads((small / MARKER).read_text())
+    assert meta["params"]["test_scale"] == 2 and meta["test_ids"] == 4 and meta["train_ids"] == 2
+    assert "test_scale=2" in (small / "README.txt").read_text()
+    assert synthetic.synthetic_params(4, 0) == dict(format_version=synthetic.FORMAT_VERSION, num_ids=4, seed=0,
+                                                    num_distractors=4)
+    with pytest.raises(ValueError, match="test_scale"):
+        plan_synthetic(4, test_scale=0)
