@@ -51,7 +51,7 @@ print(f"profile {pick_profile(profile, smoke)!r}, dataset {cfg.dataset!r}, devic
 #
 # The preset `baseline_s` is the paper's row: every trick off (`warmup`, `random_erasing`, `label_smoothing`,
 # `bnneck`, `center_loss` False, `last_stride` 2). Without a GPU and Market-1501 the notebook trains a small
-# version of it (the CPU profile: ImageNet MobileNetV2 at 64 x 32, 7 epochs with the same schedule shape and the
+# version of it (the CPU profile: ImageNet MobileNetV2 at 64 x 32, 8 epochs with the same schedule shape and the
 # recipe's learning rate; `reidlab.config.CPU_PROFILE` says what else differs and why).
 # The fields where this run differs from the paper's recipe:
 

@@ -127,7 +127,7 @@ describe_split(data)
 # ## 3 · Train
 #
 # The preset's recipe under the chosen profile: on a CUDA GPU the paper's full recipe (ResNet-50, 256 x 128,
-# 120 epochs), on a CPU the small CPU profile (MobileNetV2 at 64 x 32, 7 epochs), under `smoke` a few seconds.
+# 120 epochs), on a CPU the small CPU profile (MobileNetV2 at 64 x 32, 8 epochs), under `smoke` a few seconds.
 # P (identities per batch) is capped at the number of training identities. The run folder is named after the
 # config and the split, so running the notebook again reuses a finished run and resumes an interrupted one.
 # The fields where this run differs from the paper's recipe:

@@ -45,6 +45,13 @@ def run_demo(out: str = "results/runs", force: bool = False, seeds: int = SEEDS,
     report = run_grid("tricks", dataset=dataset, seeds=seeds, out=out, profile=profile, force=force, jobs=jobs,
                       executor=executor)
     print(report.summary())
+    if not report.ok:  # the committed table stays as it is rather than mixing these runs with the ones that failed
+        print(f"\nno table: {len(report.failed)} run(s) failed (above).")
+        if any("another config" in error for error in report.failed.values()):
+            print(f"{out}/tricks holds runs of another config: made by an older version of this demo (its profile "
+                  "has changed since), or with other settings. To train them anew, move that folder "
+                  "away to keep them, or run `.venv/bin/python -m reidlab demo --force` to train over them.")
+        return report
     try:
         table = build_table("tricks", dataset, root=out)
     except (ValueError, FileNotFoundError) as e:

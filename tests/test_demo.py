@@ -71,3 +71,19 @@ def test_demo_defaults_pair_three_seeds_on_both_cores():
     defaults = {k: v.default for k, v in inspect.signature(demo.run_demo).parameters.items()}
     assert defaults["seeds"] == demo.SEEDS >= 3 and defaults["executor"] == "direct"
     assert demo.default_jobs() == min(2, os.cpu_count() or 1)
+
+
+def test_demo_over_runs_of_another_config_says_how_and_writes_no_table(tmp_path, quiet_demo, capsys, monkeypatch):
+    written = []
+    monkeypatch.setattr(demo, "write_table", lambda table, grid, dataset: written.append(grid) or [])
+    assert demo.run_demo(out=str(tmp_path), profile="smoke", jobs=1, executor="papermill").ok and written
+    folder = tmp_path / "tricks" / "warmup_seed1"  # as an older profile left it: another number of identities
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "P": cfg["P"] + 1}))
+    written.clear()
+    report = demo.run_demo(out=str(tmp_path), profile="smoke", jobs=1, executor="papermill")
+    text = capsys.readouterr().out
+    assert list(report.failed) == ["warmup_seed1"] and "another config" in report.failed["warmup_seed1"]
+    assert written == [] and "no table: 1 run(s) failed" in text
+    assert "reidlab demo --force" in text and "move that folder away" in text
+    assert json.loads((folder / "config.json").read_text())["P"] == cfg["P"] + 1  # the old run is kept as it was
