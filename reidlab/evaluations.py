@@ -28,7 +28,7 @@ def evaluate_untrained(cfg: Config, out_dir: str | Path) -> dict:
     model = build_model(cfg, dataset.num_train_pids).to(device).eval()
     metrics = evaluate_split(model, cfg, dataset, device)
     metrics.update(epochs=0, device=describe_device(device), train_seconds=0.0,
-                   num_train_pids=dataset.num_train_pids)
+                   num_train_pids=dataset.num_train_pids, **dataset.split_keys())
     folder.write_empty_history()
     folder.write_metrics(metrics)
     return metrics
@@ -73,7 +73,7 @@ def evaluate_cross_domain(run_dir: str | Path, test_dataset: str) -> dict:
     model, cfg = load_run(folder.path, device="auto")
     device = next(model.parameters()).device
     target = load_dataset(test_dataset, resolve(cfg.data_root) / test_dataset, verbose=cfg.progress)
-    cross = evaluate_split(model, cfg, target, device)
+    cross = {**evaluate_split(model, cfg, target, device), "test_set": target.split_keys()["test_set"]}
     source = {k: metrics.pop(k) for k in list(metrics) if k in cross}
     metrics = {**cross, "test_dataset": test_dataset, "train_dataset": cfg.dataset, "source": source, **metrics}
     folder.write_metrics(metrics)

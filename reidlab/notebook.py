@@ -13,7 +13,7 @@ from reidlab.config import neutral_fields
 from reidlab.paths import resolve
 from reidlab.profiles import (PROFILES, default_dataset, ensure_warm_epochs, for_profile,  # noqa: F401 (notebooks')
                               resolve_profile, warm_epochs)
-from reidlab.runs import RunFolder
+from reidlab.runs import RunFolder, changed_data
 
 
 def enable_figure_display() -> None:
@@ -91,7 +91,8 @@ def find_finished_run(cfg, near: Path) -> Path | None:
     for folder in [near, *sorted(p for p in near.parent.glob("*") if p.is_dir() and p != near)]:
         for run_dir in sorted(folder.glob(f"*-{key}")):
             run = RunFolder(run_dir)
-            if run.finished() and run.has_config() and config_key(run.config()) == key:
+            if (run.finished() and run.has_config() and config_key(run.config()) == key
+                    and not changed_data(run.metrics(), cfg.to_dict())):  # and the dataset on disk is its own
                 return run_dir
     return None
 
@@ -124,7 +125,12 @@ def train_runs(configs: Mapping, out_dir: str | Path) -> dict[str, Path]:
             if source not in datasets:  # read each dataset once for all runs
                 datasets[source] = load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset,
                                                 verbose=cfg.progress)
-            fit(cfg, run_dir, dataset=datasets[source])
+            # a finished run here whose dataset has changed since: scored again, or trained again on a new train set
+            moved = changed_data(RunFolder(run_dir).metrics() or {}, cfg.to_dict())
+            if moved:
+                print(f"{run_dir}: its dataset changed ({'; '.join(f'{k} {v}' for k, v in moved.items())}): "
+                      f"{'training' if 'train_set' in moved else 'scoring'} it again")
+            fit(cfg, run_dir, dataset=datasets[source], resume="train_set" not in moved)
         run_dirs[name] = run_dir
     return run_dirs
 

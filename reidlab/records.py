@@ -6,7 +6,10 @@ gallery keeping their original pids, records sorted by path.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, replace
+from pathlib import PurePath
 from typing import Iterable, NamedTuple
 
 import numpy as np
@@ -36,6 +39,17 @@ class ReidDataset:
     @property
     def num_train_cams(self) -> int:
         return len({r.camid for r in self.train})
+
+    def split_keys(self) -> dict[str, str]:
+        """{"train_set": ..., "test_set": ...}: each split's image count and a short hash of its image names with
+        their pids and cameras (not of where the folder lies). fit keeps them in metrics.json, so a finished run is
+        not read as one of a dataset that has changed since (reidlab.runs.read_finished)."""
+        def key(splits: dict[str, list[Record]]) -> str:
+            rows = [(split, PurePath(r.path).name, r.pid, r.camid) for split, recs in splits.items() for r in recs]
+            digest = hashlib.sha1(json.dumps(rows).encode()).hexdigest()[:8]
+            return ", ".join(f"{len(recs)} {split} images" for split, recs in splits.items()) + f" ({digest})"
+        return {"train_set": key({"train": self.train}),
+                "test_set": key({"query": self.query, "gallery": self.gallery})}
 
     def summary(self) -> str:
         parts = [f"{split} {len({r.pid for r in recs})} ids / {len(recs)} images / {len({r.camid for r in recs})} cams"

@@ -11,10 +11,12 @@ names; a failed write (a full disk) leaves both as they were. A read falls back 
 latest cannot be read.
 
 Whether a folder's run is "the same run" as a Config: every field but the result-neutral ones (`neutral_fields`,
-marked on the Config fields themselves) must match.
+marked on the Config fields themselves) must match, and the dataset on disk must still be the one it was trained and
+scored on (`metrics.json`'s "train_set" and "test_set", from `ReidDataset.split_keys`).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -302,9 +304,11 @@ class RunFolder:
 def read_finished(cfg: Config | dict, folder: str | Path,
                   fix: str = "use another out_dir, or delete the folder to start over") -> dict | None:
     """The metrics of a finished run of `cfg` in `folder`, which is then only read (neither trained nor scored
-    again), else None: not finished, or finished with fewer epochs than asked (fit trains it further). Raises
-    ValueError, ending with `fix`, when the folder holds a finished run of another config. The notebooks, the direct
-    executor and the batch runner all decide through it."""
+    again), else None: not finished, finished with fewer epochs than asked (fit trains it further), or scored on a
+    test set that has changed since (fit scores its last checkpoint again; it says so). Raises ValueError, ending
+    with `fix`, when the folder holds a finished run of another config, of another training set, or of another
+    test set with no checkpoint left to score. The notebooks, the direct executor and the batch runner all decide
+    through it."""
     run_folder = RunFolder(folder)
     if not run_folder.finished():
         return None
@@ -314,7 +318,64 @@ def read_finished(cfg: Config | dict, folder: str | Path,
     if changed:
         raise ValueError(f"{run_folder.path} holds a finished run with another config ({', '.join(changed)} "
                          f"differ); {fix}")
-    return run_folder.metrics()
+    metrics = run_folder.metrics()
+    moved = changed_data(metrics, cfg if isinstance(cfg, dict) else cfg.to_dict())
+    if "train_set" in moved:
+        raise ValueError(f"{run_folder.path} holds a finished run trained on another training set ({moved['train_set']}"
+                         f"); {fix}")
+    if "test_set" in moved:
+        rescore = run_folder.has_checkpoint() or metrics.get("epochs") == 0
+        if not rescore:
+            raise ValueError(f"{run_folder.path} holds a finished run scored on another test set "
+                             f"({moved['test_set']}) and no checkpoint to score it again; {fix}")
+        print(f"{run_folder.path}: scored on another test set ({moved['test_set']}); scoring it again")
+        return None
+    return metrics
+
+
+def changed_data(metrics: dict, cfg: dict) -> dict[str, str]:
+    """{"train_set" / "test_set": "was ..., now ..."} for each split of the run's dataset that differs on disk from
+    the one metrics.json names; {} when none does, or when it cannot be told (a run from before reidlab kept the
+    keys, a dataset folder that is not there)."""
+    if "train_set" not in metrics and "test_set" not in metrics:
+        return {}
+    name = metrics.get("test_dataset") or cfg["dataset"]  # a cross-domain run is scored on another dataset
+    now = split_keys_now(name, str(resolve(cfg["data_root"]) / name), cfg["train_ids"])
+    if now is None:
+        return {}
+    if metrics.get("test_dataset"):
+        now = {"test_set": now["test_set"]}  # its training set is cfg.dataset's, checked when it is scored again
+    return {split: f"was {metrics[split]}, now {key}" for split, key in now.items()
+            if split in metrics and metrics[split] != key}
+
+
+def split_keys_now(name: str, root: str, train_ids: int = 0) -> dict[str, str] | None:
+    """ReidDataset.split_keys of the dataset in `root` as it is now, or None when it is not there or cannot be
+    read; read again only when one of its folders has changed (a grid asks once per run)."""
+    if not Path(root).is_dir():
+        return None
+    return _split_keys(name, root, train_ids, folder_stamps(Path(root)))
+
+
+def folder_stamps(root: Path, depth: int = 2) -> tuple:
+    """(path, modification time) of `root` and the folders under it to `depth` (Market: ROOT/<release>/query; the
+    synthetic set: ROOT/query): an image added, removed or renamed changes its folder's time."""
+    stamps, level = [(str(root), root.stat().st_mtime_ns)], [root]
+    for _ in range(depth):
+        level = [Path(e.path) for folder in level for e in os.scandir(folder) if e.is_dir()]
+        stamps += [(str(f), f.stat().st_mtime_ns) for f in level]
+    return tuple(sorted(stamps))
+
+
+@functools.lru_cache(maxsize=8)
+def _split_keys(name: str, root: str, train_ids: int, stamps: tuple) -> dict[str, str] | None:
+    from reidlab.datasets import load_dataset
+    from reidlab.records import DatasetError, keep_train_identities
+
+    try:
+        return keep_train_identities(load_dataset(name, root, verbose=False), train_ids).split_keys()
+    except (DatasetError, OSError):
+        return None
 
 
 def is_finished(run_dir: str | Path) -> bool:

@@ -328,7 +328,7 @@ def fit(cfg: Config, out_dir: str | Path, dataset=None, resume: bool = True,
     metrics.update({
         "epochs": cfg.epochs, "device": describe_device(device), "train_seconds": round(train_seconds, 1),
         "images_per_s": round(sum(r["images_per_s"] * r["seconds"] for r in history) / max(train_seconds, 1e-9), 1),
-        "num_train_pids": dataset.num_train_pids,
+        "num_train_pids": dataset.num_train_pids, **dataset.split_keys(),  # what it was trained and scored on
     })
     folder.write_metrics(metrics)
     cleanup()
