@@ -328,9 +328,15 @@ def read_finished(cfg: Config | dict, folder: str | Path,
         if not rescore:
             raise ValueError(f"{run_folder.path} holds a finished run scored on another test set "
                              f"({moved['test_set']}) and no checkpoint to score it again; {fix}")
-        print(f"{run_folder.path}: scored on another test set ({moved['test_set']}); scoring it again")
+        say_once(f"{run_folder.path}: scored on another test set ({moved['test_set']}); scoring it again")
         return None
     return metrics
+
+
+@functools.lru_cache(maxsize=None)
+def say_once(line: str) -> None:
+    """Print `line` the first time only: a batch run asks read_finished about one folder several times."""
+    print(line)
 
 
 def changed_data(metrics: dict, cfg: dict) -> dict[str, str]:
