@@ -42,7 +42,12 @@ def test_device_eval_equals_loader_eval_in_fp32(setup, tmp_path, changes):
                                      cache_dir=tmp_path)
     assert set(got) == set(expected)
     for key in expected:
-        assert got[key] == expected[key], key  # exactly: the same pixels, the same floats, the same ranking
+        if key == "feature_spread":  # a float statistic of the features: on a CPU both paths fold the batch norms
+            # (reidlab.model.fold_batch_norms), whose convolutions round differently in a batch of another size (the
+            # loader's query and gallery apart, here both in batches of 50) by about one float32 step
+            assert got[key] == pytest.approx(expected[key], rel=1e-5), key
+        else:
+            assert got[key] == expected[key], key  # exactly: the same pixels, the same ranking
     assert (result.ranked == expected_result.ranked).all()
     assert 5 < expected["mAP"] < 100  # a ranking that means something, not all ties
     if cfg.rerank:

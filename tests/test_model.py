@@ -443,3 +443,37 @@ def test_convert_deepsort_inverts_the_reference_mapping():
     converted = convert_deepsort_mobilenetv2(flat)
     assert list(converted) == list(state)
     assert all(converted[k] is state[k] for k in state)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "resnet18"])
+def test_folded_batch_norms_give_the_same_features(backbone):
+    """fold_batch_norms (CPU evaluation) against the model as trained, with batch norms whose statistics moved."""
+    from reidlab.model import fold_batch_norms
+    torch.manual_seed(0)
+    model = build_model(Config(backbone=backbone, pretrained=None, image_size=(64, 32)), num_classes=10)
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-0.2, 0.2)
+    model.train()
+    x = torch.randn(4, 3, 64, 32)
+    folded = fold_batch_norms(model)
+    with torch.no_grad():
+        expected = model.eval()(x)
+        torch.testing.assert_close(folded(x), expected, rtol=1e-4, atol=1e-4)
+    left = sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    before = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert before > 0 and left < before  # folded where a Sequential holds convolution then batch norm
+    if backbone == "mobilenet_v2":
+        assert left == 0  # every one of MobileNetV2's
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == before  # the model itself is untouched
+
+
+def test_cpu_feature_extraction_folds_a_copy_and_gives_the_model_back_in_its_mode():
+    from reidlab.evaluate import extract_features
+    torch.manual_seed(0)
+    model = build_model(Config(backbone="mobilenet_v2", pretrained=None, image_size=(64, 32)), num_classes=10).train()
+    x = torch.randn(6, 3, 64, 32)
+    feats, _, _ = extract_features(model, [(x, [1] * 6, [0] * 6)], "cpu", progress=False)
+    assert model.training
+    with torch.no_grad():
+        torch.testing.assert_close(feats, model.eval()(x), rtol=1e-4, atol=1e-4)
