@@ -125,11 +125,14 @@ def train_runs(configs: Mapping, out_dir: str | Path) -> dict[str, Path]:
             if source not in datasets:  # read each dataset once for all runs
                 datasets[source] = load_dataset(cfg.dataset, resolve(cfg.data_root) / cfg.dataset,
                                                 verbose=cfg.progress)
-            # a finished run here whose dataset has changed since: scored again, or trained again on a new train set
-            moved = changed_data(RunFolder(run_dir).metrics() or {}, cfg.to_dict())
+            # a finished run here whose dataset has changed since: scored again from its checkpoint, else (a new
+            # training set, or a copy of another folder's run, which has none) trained again
+            folder = RunFolder(run_dir)
+            moved = changed_data(folder.metrics() or {}, cfg.to_dict())
+            rescore = "train_set" not in moved and folder.has_checkpoint()
             if moved:
                 print(f"{run_dir}: its dataset changed ({'; '.join(f'{k} {v}' for k, v in moved.items())}): "
-                      f"{'training' if 'train_set' in moved else 'scoring'} it again")
+                      f"{'scoring' if rescore else 'training'} it again")
             fit(cfg, run_dir, dataset=datasets[source], resume="train_set" not in moved)
         run_dirs[name] = run_dir
     return run_dirs

@@ -113,3 +113,15 @@ def test_a_notebook_scores_its_run_again_and_does_not_copy_a_stale_one(finished,
     assert metrics["test_set"].startswith("4 query images, 24 gallery images (")
     assert run_dir == out / f"a-{config_key(cfg)}" and len(RunFolder(run_dir).history()) == 1  # not trained again
     assert find_finished_run(cfg, tmp_path / "notebooks" / "03") == run_dir  # scored again: reusable
+
+
+def test_a_notebook_trains_again_a_stale_copy_that_has_no_checkpoint(finished, tmp_path, capsys):
+    from reidlab.notebook import config_key, train_runs
+    cfg, folder, _ = finished
+    out = tmp_path / "notebooks" / "01"
+    RunFolder(out / f"a-{config_key(cfg)}").copy_results_from(folder)  # a copy: results only, no checkpoint
+    add_distractor(folder.path.parent / "data")
+    run_dir = train_runs({"a": cfg}, out)["a"]
+    assert "training it again" in capsys.readouterr().out
+    assert RunFolder(run_dir).has_checkpoint()  # trained here, and scored on today's test set
+    assert RunFolder(run_dir).metrics()["test_set"].startswith("4 query images, 24 gallery images (")
