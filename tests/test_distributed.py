@@ -183,3 +183,38 @@ def test_gpu_batches_take_the_ranks_share():
         assert all(x.shape[0] == P // WORLD * K for x, _, _ in batches)
     for step, batch in enumerate(single_gpu_batches()):
         assert shares[0][step] + shares[1][step] == [PIDS[i] for i in batch]
+
+
+RANK_SCRIPT = """
+import json, os, sys
+from reidlab.config import PRESETS
+from reidlab.datasets import load_dataset
+from reidlab.train import fit
+cfg = PRESETS["bot"].replace(backbone="resnet18", pretrained=None, image_size=(32, 16), P=4, K=2, epochs=1,
+                             num_workers=0, progress=False, device="cpu", data_path="resident", channels_last=True)
+metrics = fit(cfg, sys.argv[2], dataset=load_dataset("market1501", sys.argv[1], verbose=False))
+with open(os.path.join(sys.argv[3], "rank" + os.environ["RANK"] + ".json"), "w") as f:
+    json.dump(metrics, f)
+"""
+
+
+def test_fit_under_torchrun_on_a_cpu(tiny_market, tmp_path):
+    """The product path: `torchrun --nproc_per_node=2` on fit (gloo); both ranks train, rank 0 alone writes and scores
+    the run, and every rank exits 0 (benchmarks/ddp_cpu_exit.py counts exits over many spawns)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    script, run = tmp_path / "rank.py", tmp_path / "run"
+    script.write_text(RANK_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(tiny_market), str(run), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert rank1 == {}  # only the main process scores and writes
+    assert rank0 == json.loads((run / "metrics.json").read_text())
+    assert 0 <= rank0["mAP"] <= 100 and rank0["epochs"] == 1
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and history[0]["loss_id"] > 0  # one line: rank 1 did not write its own
