@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> dict | None:
              f"`{record['command']}`; {record['cores']} cores, torch {record['torch']}", "",
              "| spawns | metrics.json written | failed | failed after writing metrics.json | why | median s a spawn |",
              "|---|---|---|---|---|---|",
-             f"| {record['spawns']} | {record['metrics_written']} | {record['failed']} | {record['failed_after_metrics']} | "
-             f"{'; '.join(record['reasons']) or '-'} | {record['median_seconds']} |", "",
+             f"| {record['spawns']} | {record['metrics_written']} | {record['failed']} | "
+             f"{record['failed_after_metrics']} | {'; '.join(record['reasons']) or '-'} | {record['median_seconds']} |",
+             "",
              "Each spawn: `torchrun --standalone --nproc_per_node=2` on `reidlab.train.fit`, the smoke profile's "
              "Baseline-S for one epoch on `synthetic_small`, gloo, one thread a rank."]
     (out / "ddp_cpu_exit.md").write_text("\n".join(lines) + "\n")

@@ -275,13 +275,13 @@ PRESETS: dict[str, Config] = {
 # | 8, decay at 6 | 16 x 4 | 3.5e-4 | 9.4 ± 0.7, mAP 6.5 ± 0.7 | 5.9 ± 0.7, mAP 4.3 ± 0.3 | 600: chosen (below) |
 #
 # The chosen one: 8 epochs at the recipe's 16 x 4 and base_lr, the last two at a tenth of it, scored on 600 test
-# identities. It trains about 2.7x the images/s of the profile before issue 17 (results/benchmarks/cpu_train_speed.md);
-# over 5 seeds Baseline-S spreads 0.7 rank-1 / 0.7 mAP and BoT 0.7 / 0.3, over 10 seeds 0.8 / 0.7 and 0.7 / 0.2
-# (cpu_profile_seeds_10seeds.md; seeds 5-9 were trained after the choice, to check it); its losses move 1-7 % over
-# the last epoch, already at the low rate. One epoch at the low rate (decay at 7) reached higher levels but left
-# Baseline-S's 5-seed mAP std at 1.04, above the goal's 1.0; with a second low-rate epoch the seeds end closer
-# together (measured, not explained; the recipe spends 50 of its 120 epochs at reduced rates). 8 x 4 spreads less (0.7 / 0.6) but trains 2.3-2.4x, and 12 x 4
-# lost a Baseline-S seed to an ID loss stuck near chance.
+# identities. It trains about 2.7x the images/s of the profile before issue 17 (results/benchmarks/cpu_train_speed.md).
+# Over 5 seeds Baseline-S spreads 0.71 rank-1 / 0.72 mAP and BoT 0.68 / 0.30; over 10 seeds 0.85 / 0.68 and
+# 0.66 / 0.25 (cpu_profile_seeds_10seeds.md; seeds 5-9 were trained after the choice, to check it). Its losses move
+# 1-7 % over the last epoch, already at the low rate. One epoch at the low rate (decay at 7) reached higher levels
+# but left Baseline-S's 5-seed mAP std at 1.04, above the goal's 1.0; with a second low-rate epoch the seeds end
+# closer together (measured, not explained; the recipe spends 50 of its 120 epochs at reduced rates). 8 x 4
+# spreads less (0.7 / 0.6) but trains 2.3-2.4x, and 12 x 4 lost a Baseline-S seed to an ID loss stuck near chance.
 #
 # What differs from the recipe, and why:
 # - 8 epochs, not 120: about 330 steps, which two rows side by side train in about a minute each; warmup over
