@@ -97,7 +97,8 @@ def measure(n: int, grid: str, profile: str, dataset: str, sets: dict) -> dict:
                          "epoch_images_per_s": [r["images_per_s"] for r in history],
                          "rank1": metrics["rank1"], "mAP": metrics["mAP"]})
     total = sum(r["train_images"] for r in runs)
-    return {"jobs": n, "wall_s": round(wall, 2), "train_images": total, "aggregate_images_per_s": round(total / wall, 1),
+    return {"jobs": n, "wall_s": round(wall, 2), "train_images": total,
+            "aggregate_images_per_s": round(total / wall, 1),
             "train_only_images_per_s": round(sum(r["epoch_images_per_s"][-1] for r in runs), 1), "runs": runs}
 
 
@@ -165,8 +166,9 @@ def main(argv=None) -> None:
         "device": device_name(), "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "machine": machine,
         "torch": torch.__version__, "python": platform.python_version(),
-        "shape": (f"{cfg.dataset}, {cfg.backbone} (pretrained {cfg.pretrained}), {cfg.image_size[0]}x{cfg.image_size[1]}, "
-                  f"P x K = {cfg.P} x {cfg.K}, {cfg.epochs} epochs per run, data_path {cfg.data_path}, amp {cfg.amp}, "
+        "shape": (f"{cfg.dataset}, {cfg.backbone} (pretrained {cfg.pretrained}), "
+                  f"{cfg.image_size[0]}x{cfg.image_size[1]}, P x K = {cfg.P} x {cfg.K}, {cfg.epochs} epochs per run, "
+                  f"data_path {cfg.data_path}, amp {cfg.amp}, "
                   f"cpu_threads {cfg.cpu_threads}, num_workers {cfg.num_workers}, executor direct"),
         "config": cfg.to_dict(), "cache_fill_s": round(cache_fill, 2), "load_before": load_before,
         "load_after": load_average(), "mps": mps, "results": results,

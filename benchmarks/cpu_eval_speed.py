@@ -69,7 +69,8 @@ def main(argv=None) -> None:
         metrics[name] = {k: round(m[k], 4) for k in ("rank1", "mAP", "mINP")}
     median = {name: statistics.median(v) for name, v in seconds.items()}
     record = {
-        "command": shlex.join(["python", "benchmarks/cpu_eval_speed.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": shlex.join(["python", "benchmarks/cpu_eval_speed.py",
+                               *(argv if argv is not None else sys.argv[1:])]),
         "images": len(pids), "image_size": list(cfg.image_size), "backbone": cfg.backbone, "threads": 1,
         "seconds": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
         "median_s": {k: round(v, 2) for k, v in median.items()},

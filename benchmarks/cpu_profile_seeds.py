@@ -108,9 +108,10 @@ def main(argv=None) -> int:
              "last epoch loss (ID / triplet) | loss change over the last epoch |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, e in rows.items():
+        last_losses = " / ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(e["loss_id_last"], e["loss_triplet_last"]))
         lines.append(f"| {name} | {len(e['seed'])} | {' / '.join(f'{v:.1f}' for v in e['rank1'])} | "
                      f"{' / '.join(f'{v:.1f}' for v in e['mAP'])} | {stats(e['rank1'])} | {stats(e['mAP'])} | "
-                     f"{sum(e['collapsed'])} | {' / '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(e['loss_id_last'], e['loss_triplet_last']))} | "
+                     f"{sum(e['collapsed'])} | {last_losses} | "
                      f"{' / '.join(f'{100 * v:+.0f}%' for v in e['loss_change_last_epoch'])} |")
     (dest / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[4:]))

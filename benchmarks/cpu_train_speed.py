@@ -99,8 +99,9 @@ def main(argv=None) -> int:
                 figures = side(name, sets, args, Path(tmp))
                 rounds.append({"round": r, **figures})
                 print(f"round {r} {name:>6}: train {figures['train_images_per_s']:7.1f} images/s "
-                      f"(last epochs {figures['per_run_last_epoch']}), whole batch {figures['batch_images_per_s']:6.1f} "
-                      f"images/s, {figures['wall_s']:.0f} s, load {figures['load']:.1f}", flush=True)
+                      f"(last epochs {figures['per_run_last_epoch']}), "
+                      f"whole batch {figures['batch_images_per_s']:6.1f} images/s, {figures['wall_s']:.0f} s, "
+                      f"load {figures['load']:.1f}", flush=True)
     median = {name: {k: statistics.median(r[k] for r in rounds if r["side"] == name)
                      for k in ("train_images_per_s", "batch_images_per_s")}
               for name in sides}
@@ -124,7 +125,8 @@ def main(argv=None) -> int:
              f"`{record['command']}`; {os.cpu_count()} cores, torch {torch.__version__} "
              f"({record['machine']['capability']}); row {args.row}, {args.runs} runs per side, {args.epochs} "
              f"epoch(s) each, the last one timed", "",
-             "| round | side | runs at once | train images/s | per run, last epoch | whole batch images/s | wall s | load |",
+             "| round | side | runs at once | train images/s | per run, last epoch | whole batch images/s | wall s "
+             "| load |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['round']} | {r['side']} | {r['jobs']} | {r['train_images_per_s']} | "
               f"{' / '.join(map(str, r['per_run_last_epoch']))} | {r['batch_images_per_s']} | {r['wall_s']} | "

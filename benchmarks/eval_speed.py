@@ -90,7 +90,8 @@ def make_features(pids, camids, dim=2048, latent=64, noise=0.75, seed=0):
 
 
 def machine_info() -> dict:
-    return {"cpu": cpu_name(default=platform.processor() or "unknown"), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_name(default=platform.processor() or "unknown"), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
             "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
@@ -166,7 +167,8 @@ def main(argv=None):
         "seconds": {"compute_distance": round(t_dist, 3), "evaluate_ranking": round(t_fast, 3),
                     "reference_loop": round(t_ref, 3), "evaluate_ranking_cpu": round(cpu_fast, 3),
                     "reference_loop_cpu": round(cpu_ref, 3)},
-        "speedup": round(speedup, 1), "speedup_cpu": round(cpu_ref / cpu_fast, 1), "goal_speedup": 30, "same_numbers": same, "max_abs_difference": diff,
+        "speedup": round(speedup, 1), "speedup_cpu": round(cpu_ref / cpu_fast, 1), "goal_speedup": 30,
+        "same_numbers": same, "max_abs_difference": diff,
         "metrics": fast.metrics(),
     }
     m = fast.metrics()

@@ -138,7 +138,8 @@ def read_run(job: dict, folder: Path, seconds: float, returncode) -> dict:
 
 def summary(records: list[dict]) -> str:
     lines = ["# Market-1501 settings tried on a GPU (benchmarks/market_gpu_search.py)", "",
-             "| setting | row | seeds | rank-1 | mAP | last epoch id / triplet | wall s (each) |", "|---|---|---|---|---|---|---|"]
+             "| setting | row | seeds | rank-1 | mAP | last epoch id / triplet | wall s (each) |",
+             "|---|---|---|---|---|---|---|"]
     groups = {}
     for r in records:
         groups.setdefault((r["setting"], r["row"]), []).append(r)

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("market", help="the trick-by-trick ablation on real Market-1501 in its CPU profile (about "
                                       "two hours on 2 cores; resumes), published in results/tables/")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--jobs", type=int, default=None, metavar="N", help="rows at once (default: one per core, at most 2)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="rows at once (default: one per core, at most 2)")
     p.set_defaults(func=cmd_market)
 
     p = sub.add_parser("demo", help="the trick-by-trick ablation on the built-in synthetic data, then the committed "
@@ -108,14 +109,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--force", action="store_true", help="rerun finished runs")
     p.add_argument("--seeds", type=int, default=3, help="run each row with seed 0..N-1 (default 3): mean +- std, "
                                                         "and each trick's change with a 95%% interval")
-    p.add_argument("--jobs", type=int, default=None, metavar="N", help="rows at once (default: one per core, at most 2)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="rows at once (default: one per core, at most 2)")
     p.add_argument("--executor", choices=("direct", "papermill", "auto"), default="direct",
                    help="direct (default): train through reidlab.train.fit; papermill: execute the experiment "
                         "notebook per run (slower: a kernel per run)")
     p.set_defaults(func=cmd_demo)
 
     from reidlab.ablate_cli import add_arguments
-    p = sub.add_parser("ablate", help="run a grid of the paper's tables (or a YAML / JSON file), through papermill or directly")
+    p = sub.add_parser("ablate",
+                       help="run a grid of the paper's tables (or a YAML / JSON file), through papermill or directly")
     add_arguments(p)
     p.set_defaults(func=cmd_ablate)
 

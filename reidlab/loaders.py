@@ -1,7 +1,7 @@
 """Dataset and DataLoaders for the CPU path: decode JPEGs in worker processes, batch P x K identities.
 
-The resident fast path (data_path="resident", GPU or CPU: reidlab/gpu_data.py) yields the same batches `(images, pids, camids)`;
-both decode files with `read_image`.
+The resident fast path (data_path="resident", GPU or CPU: reidlab/gpu_data.py) yields the same batches
+`(images, pids, camids)`; both decode files with `read_image`.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ the same Config whichever of them asks. Light at import: torch and the schedule 
 """
 from __future__ import annotations
 
-from reidlab.config import CPU_PROFILE, CPU_PROFILES, PRESETS, SMOKE_PROFILE, Config, check_keys, suggest, with_cpu_precision
+from reidlab.config import (CPU_PROFILE, CPU_PROFILES, PRESETS, SMOKE_PROFILE, Config, check_keys, suggest,
+                            with_cpu_precision)
 from reidlab.paths import DATA_ROOT
 
 # "auto": "full" with CUDA and a real prepared dataset, else "cpu"; "full": the paper's recipe as the preset says;

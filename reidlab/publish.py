@@ -54,7 +54,8 @@ def provenance(command: str, wall_seconds: float | None, note: str = "", trained
     not the one that builds the table."""
     wall = "not measured" if wall_seconds is None else f"{wall_seconds / 60:.0f} min ({wall_seconds:.0f} s)"
     built = commit()
-    at = f"{built}" if not trained_at or trained_at == built else f"runs trained at {trained_at}, table built at {built}"
+    at = (f"{built}" if not trained_at or trained_at == built
+          else f"runs trained at {trained_at}, table built at {built}")
     lines = [f"- command: `{command}`", f"- commit: {at}", f"- machine: {machine()}", f"- wall time: {wall}"]
     return "\n".join(lines + ([f"- {note}"] if note else []))
 

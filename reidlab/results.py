@@ -328,8 +328,9 @@ def trick_verdicts(table: pd.DataFrame) -> list[str]:
         if pd.isna(d):
             continue
         said = verdict(r, prev)
-        change = (f"mAP {format_delta(d, lo=r.get('ours_d_mAP_lo', np.nan), hi=r.get('ours_d_mAP_hi', np.nan))}, "
-                  f"rank-1 {format_delta(d1, lo=r.get('ours_d_rank1_lo', np.nan), hi=r.get('ours_d_rank1_hi', np.nan))}")
+        d_map = format_delta(d, lo=r.get("ours_d_mAP_lo", np.nan), hi=r.get("ours_d_mAP_hi", np.nan))
+        d_rank1 = format_delta(d1, lo=r.get("ours_d_rank1_lo", np.nan), hi=r.get("ours_d_rank1_hi", np.nan))
+        change = f"mAP {d_map}, rank-1 {d_rank1}"
         if said == "collapsed":
             who = [f"{int(x['collapsed'])} of {int(x['n'])} runs of {x['label']}" for x in (prev, r)
                    if x.get("collapsed", 0) > 0]
@@ -343,9 +344,9 @@ def trick_verdicts(table: pd.DataFrame) -> list[str]:
         said = verdict(pd.Series({"collapsed": last.get("collapsed", 0), "ours_d_mAP_lo": last["ours_bag_mAP_lo"],
                                   "ours_d_mAP_hi": last["ours_bag_mAP_hi"]}), first)
         paper = last.get("paper_mAP", np.nan) - first.get("paper_mAP", np.nan)
-        lines.append(f"{'the whole bag (vs Baseline-S)':<32} {said:<26} mAP "
-                     f"{format_delta(last['ours_bag_mAP'], lo=last['ours_bag_mAP_lo'], hi=last['ours_bag_mAP_hi'])}, "
-                     f"rank-1 {format_delta(last['ours_bag_rank1'], lo=last['ours_bag_rank1_lo'], hi=last['ours_bag_rank1_hi'])}"
+        bag_map = format_delta(last["ours_bag_mAP"], lo=last["ours_bag_mAP_lo"], hi=last["ours_bag_mAP_hi"])
+        bag_rank1 = format_delta(last["ours_bag_rank1"], lo=last["ours_bag_rank1_lo"], hi=last["ours_bag_rank1_hi"])
+        lines.append(f"{'the whole bag (vs Baseline-S)':<32} {said:<26} mAP {bag_map}, rank-1 {bag_rank1}"
                      + ("" if pd.isna(paper) else f"; paper {paper:+.1f} mAP"))
     if len(rows) and rows["n"].max() < 2:
         lines.append("(one seed per row: no interval, so no verdict; rerun with --seeds 3)")

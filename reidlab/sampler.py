@@ -97,7 +97,8 @@ class RandomIdentitySampler(Sampler[int]):
     def load_state_dict(self, state: dict) -> None:
         missing = {"seed", "epoch"} - set(state)
         if missing:
-            raise ValueError(f"sampler state lacks {sorted(missing)}; pass the dict from RandomIdentitySampler.state_dict()")
+            raise ValueError(f"sampler state lacks {sorted(missing)}; "
+                             f"pass the dict from RandomIdentitySampler.state_dict()")
         self.seed = int(state["seed"])
         self.set_epoch(state["epoch"])
         self._cache = None

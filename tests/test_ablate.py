@@ -203,7 +203,8 @@ def test_every_named_grid_plans(tmp_path):
     sizes = {r.name: r.config.image_size for r in plan_grid("image_size", profile="cpu", dataset="synthetic")}
     scale = CPU_PROFILE["image_size"][0] / 256  # the cpu profile scales the paper's sizes by its height / 256
     assert sizes["256x128"] == tuple(CPU_PROFILE["image_size"])
-    assert sizes["224x224"] == (round(224 * scale),) * 2 and sizes["384x192"] == (round(384 * scale), round(192 * scale))
+    assert sizes["224x224"] == (round(224 * scale),) * 2
+    assert sizes["384x192"] == (round(384 * scale), round(192 * scale))
     with pytest.raises(GridError, match="--test-dataset"):
         plan_grid("cross_domain", dataset="synthetic", profile="cpu")
 

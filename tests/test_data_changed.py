@@ -65,7 +65,8 @@ def test_a_changed_test_set_is_scored_again_from_the_checkpoint_without_training
     assert "scored on another test set (was 4 query images, 23 gallery images" in capsys.readouterr().out
     after = fit(cfg, folder.path)  # what every executor does with None: fit resumes from the last epoch's checkpoint
     assert folder.history() == history and folder.checkpoint_file().read_bytes() == checkpoint  # no step trained
-    assert after["test_set"].startswith("4 query images, 24 gallery images (") and after["train_set"] == before["train_set"]
+    assert after["test_set"].startswith("4 query images, 24 gallery images (")
+    assert after["train_set"] == before["train_set"]
     assert read_finished(cfg, folder.path) == after
 
 

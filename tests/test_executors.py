@@ -155,9 +155,10 @@ def test_json_grid_plans_as_yaml_without_pyyaml(tmp_path, monkeypatch):
     yaml_runs = plan_grid(write_grid(tmp_path / "g.yaml", "  - name: a\n  - {name: b, label_smoothing: false}\n"),
                           profile="smoke")
     monkeypatch.setitem(sys.modules, "yaml", None)
-    json_runs = plan_grid(write_json_grid(tmp_path / "g.json", [{"name": "a"}, {"name": "b", "label_smoothing": False}]),
-                          profile="smoke")
-    assert [(r.name, r.config, r.parameters) for r in json_runs] == [(r.name, r.config, r.parameters) for r in yaml_runs]
+    json_grid = write_json_grid(tmp_path / "g.json", [{"name": "a"}, {"name": "b", "label_smoothing": False}])
+    json_runs = plan_grid(json_grid, profile="smoke")
+    from_json = [(r.name, r.config, r.parameters) for r in json_runs]
+    assert from_json == [(r.name, r.config, r.parameters) for r in yaml_runs]
 
 
 def test_read_finished_reads_only_a_run_of_the_same_config(tmp_path):

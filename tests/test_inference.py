@@ -53,7 +53,8 @@ def test_mismatched_checkpoint_names_keys_and_shapes(run, tmp_path):
     cfg = json.loads((tmp_path / "other" / "config.json").read_text())
     cfg["backbone"] = "resnet34"
     (tmp_path / "other" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointMismatch, match=r"(missing|unexpected) keys \(backbone\.|shape mismatches \(backbone\."):
+    mismatch = r"(missing|unexpected) keys \(backbone\.|shape mismatches \(backbone\."
+    with pytest.raises(CheckpointMismatch, match=mismatch):
         load_run(tmp_path / "other", device="cpu")
     cfg["backbone"], cfg["bnneck"] = "resnet18", False
     (tmp_path / "other" / "config.json").write_text(json.dumps(cfg))

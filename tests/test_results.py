@@ -129,7 +129,8 @@ def test_paired_intervals_match_scipys_paired_t_test(trick_runs):
 
 def test_verdicts_come_from_the_intervals():
     table = pd.DataFrame({
-        "row": ["untrained", "a", "b", "c", "d", "e", "f"], "label": ["untrained", "a", "+ b", "+ c", "+ d", "+ e", "+ f"],
+        "row": ["untrained", "a", "b", "c", "d", "e", "f"],
+        "label": ["untrained", "a", "+ b", "+ c", "+ d", "+ e", "+ f"],
         "n": [1, 3, 3, 3, 3, 3, 3], "collapsed": [0, 0, 0, 0, 0, 2, 0],
         "ours_mAP": [2.0, 10.0, 15.0, 14.0, 10.0, 1.0, 12.0], "ours_rank1": [1.0, 20.0, 25.0, 24.0, 20.0, 2.0, 22.0],
         "ours_d_mAP_lo": [np.nan, np.nan, 4.0, -3.0, -4.5, -12.0, 8.0],
