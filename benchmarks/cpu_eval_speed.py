@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import statistics
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from reidlab.paths import RESULTS_ROOT
+from reidlab.publish import machine
 
 
 def main(argv=None) -> None:
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
         "max_abs_feature_difference": float((features["before"] - features["now"]).abs().max()),
         "max_abs_feature": float(features["before"].abs().max()),
         "metrics": metrics,
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "machine": machine(),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

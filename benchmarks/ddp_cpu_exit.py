@@ -20,11 +20,14 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from reidlab.paths import RESULTS_ROOT
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNS = ("terminate called", "SIGABRT", "Signal 6", "Aborted", "Traceback")
@@ -32,7 +35,6 @@ SIGNS = ("terminate called", "SIGABRT", "Signal 6", "Aborted", "Traceback")
 
 def run_rank(out: str) -> None:
     """One rank's work under torchrun: the smoke profile's Baseline-S for one epoch, two ranks sharing P."""
-    sys.path.insert(0, str(ROOT))
     from reidlab.profiles import build_config
     from reidlab.train import fit
     cfg = build_config("baseline_s", "smoke", {"epochs": 1, "milestones": [1], "progress": False},
@@ -56,7 +58,7 @@ def spawn(out: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict | None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--spawns", type=int, default=60)
-    p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
+    p.add_argument("--out", default=str(RESULTS_ROOT / "benchmarks"))
     p.add_argument("--run-out", help=argparse.SUPPRESS)  # set inside torchrun: this process is a rank
     args = p.parse_args(argv)
     if args.run_out:
@@ -76,17 +78,18 @@ def main(argv: list[str] | None = None) -> dict | None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     failed = [r for r in runs if r["rc"] != 0]
-    command = "python benchmarks/ddp_cpu_exit.py " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None else argv))
-    record = {"command": command.strip(), "torch": torch_version(), "cores": os.cpu_count(),
+    from reidlab.publish import machine
+    command = shlex.join(["python", "benchmarks/ddp_cpu_exit.py", *(sys.argv[1:] if argv is None else argv)])
+    record = {"command": command, "machine": machine(),
               "spawns": len(runs), "metrics_written": sum(r["metrics_written"] for r in runs), "failed": len(failed),
               "failed_after_metrics": sum(r["metrics_written"] for r in failed),
               "reasons": sorted({r["why"] for r in failed}),
-              "median_seconds": sorted(r["seconds"] for r in runs)[len(runs) // 2]}
+              "median_seconds": statistics.median(r["seconds"] for r in runs)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ddp_cpu_exit.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = ["# fit under torchrun on a CPU: failures, at exit included", "",
-             f"`{record['command']}`; {record['cores']} cores, torch {record['torch']}", "",
+             f"`{record['command']}`; {record['machine']}", "",
              "| spawns | metrics.json written | failed | failed after writing metrics.json | why | median s a spawn |",
              "|---|---|---|---|---|---|",
              f"| {record['spawns']} | {record['metrics_written']} | {record['failed']} | "
@@ -97,11 +100,6 @@ def main(argv: list[str] | None = None) -> dict | None:
     (out / "ddp_cpu_exit.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return record
-
-
-def torch_version() -> str:
-    import torch
-    return torch.__version__
 
 
 if __name__ == "__main__":

@@ -129,11 +129,12 @@ def train_runs(configs: Mapping, out_dir: str | Path) -> dict[str, Path]:
             # training set, or a copy of another folder's run, which has none) trained again
             folder = RunFolder(run_dir)
             moved = changed_data(folder.metrics() or {}, cfg.to_dict())
-            rescore = "train_set" not in moved and folder.has_checkpoint()
+            retrain = "train_set" in moved
             if moved:
+                rescore = not retrain and folder.has_checkpoint()
                 print(f"{run_dir}: its dataset changed ({'; '.join(f'{k} {v}' for k, v in moved.items())}): "
                       f"{'scoring' if rescore else 'training'} it again")
-            fit(cfg, run_dir, dataset=datasets[source], resume="train_set" not in moved)
+            fit(cfg, run_dir, dataset=datasets[source], resume=not retrain)
         run_dirs[name] = run_dir
     return run_dirs
 

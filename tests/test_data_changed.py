@@ -1,7 +1,6 @@
 """A finished run is read only while the dataset on disk is the one it was trained and scored on (metrics.json's
 "train_set" and "test_set"): a test set that changed is scored again from the run's checkpoint, a training set that
 changed is refused (or, in a notebook, trained again)."""
-import json
 import shutil
 
 import pytest
@@ -110,7 +109,7 @@ def test_a_notebook_scores_its_run_again_and_does_not_copy_a_stale_one(finished,
     assert find_finished_run(cfg, tmp_path / "notebooks" / "03") is None  # neither stale run is copied
 
     run_dir = train_runs({"a": cfg}, out)["a"]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = RunFolder(run_dir).metrics()
     assert metrics["test_set"].startswith("4 query images, 24 gallery images (")
     assert run_dir == out / f"a-{config_key(cfg)}" and len(RunFolder(run_dir).history()) == 1  # not trained again
     assert find_finished_run(cfg, tmp_path / "notebooks" / "03") == run_dir  # scored again: reusable

@@ -1,8 +1,12 @@
 """Distributed training on CPU: two gloo processes against one process with the same seed and epoch."""
 import gc
+import json
 import os
 import socket
+import subprocess
+import sys
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +17,7 @@ from torch import nn
 from reidlab.config import Config
 from reidlab.distributed import (DistributedIdentitySampler, cleanup, is_main_process, setup_distributed,
                                  wrap_model)
+from reidlab.runs import RunFolder
 from reidlab.sampler import RandomIdentitySampler
 
 P, K, SEED, EPOCH, WORLD = 4, 3, 5, 2, 2
@@ -201,10 +206,6 @@ with open(os.path.join(sys.argv[3], "rank" + os.environ["RANK"] + ".json"), "w")
 def test_fit_under_torchrun_on_a_cpu(tiny_market, tmp_path):
     """The product path: `torchrun --nproc_per_node=2` on fit (gloo); both ranks train, rank 0 alone writes and scores
     the run, and every rank exits 0 (benchmarks/ddp_cpu_exit.py counts exits over many spawns)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
     script, run = tmp_path / "rank.py", tmp_path / "run"
     script.write_text(RANK_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
@@ -214,7 +215,7 @@ def test_fit_under_torchrun_on_a_cpu(tiny_market, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert rank1 == {}  # only the main process scores and writes
-    assert rank0 == json.loads((run / "metrics.json").read_text())
+    assert rank0 == RunFolder(run).metrics()
     assert 0 <= rank0["mAP"] <= 100 and rank0["epochs"] == 1
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    history = RunFolder(run).history()
     assert len(history) == 1 and history[0]["loss_id"] > 0  # one line: rank 1 did not write its own
